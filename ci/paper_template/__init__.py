@@ -1,0 +1,1 @@
+"""__NAME__: replace this line with the paper's title and arXiv id."""

@@ -1,0 +1,31 @@
+"""Accelerator utilities: device choice, seeding, precision, distributed set-up, timers, memory and FLOP counts."""
+
+from shared.accel.device import autocast, autocast_dtype, pick_device
+from shared.accel.distributed import (
+    DistInfo,
+    all_reduce_mean,
+    cleanup_distributed,
+    init_distributed,
+    rank_zero_logger,
+)
+from shared.accel.measure import ThroughputMeter, Timer, count_flops, count_parameters, peak_memory_bytes
+from shared.accel.seeding import jax_key, seed_everything, set_deterministic
+
+__all__ = [
+    "DistInfo",
+    "ThroughputMeter",
+    "Timer",
+    "all_reduce_mean",
+    "autocast",
+    "autocast_dtype",
+    "cleanup_distributed",
+    "count_flops",
+    "count_parameters",
+    "init_distributed",
+    "jax_key",
+    "peak_memory_bytes",
+    "pick_device",
+    "rank_zero_logger",
+    "seed_everything",
+    "set_deterministic",
+]

@@ -1,0 +1,121 @@
+"""Data registry: real loaders on the real offline copies, sha256 checks, and one clear error when data are missing."""
+
+from __future__ import annotations
+
+import gzip
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.stats import multivariate_normal
+
+from shared.data import DataCorruptError, DataMissingError, kit_data_dir, list_datasets, load
+from shared.data.images import read_idx
+from shared.data.text import split_documents
+from shared.data.torch_adapter import array_loader, images_to_float
+
+
+def test_read_idx_hand_made(tmp_path: Path) -> None:
+    header = bytes([0, 0, 8, 3]) + (2).to_bytes(4, "big") + (2).to_bytes(4, "big") + (3).to_bytes(4, "big")
+    (tmp_path / "x.gz").write_bytes(gzip.compress(header + bytes(range(12))))
+    assert read_idx(tmp_path / "x.gz").tolist() == np.arange(12).reshape(2, 2, 3).tolist()
+    (tmp_path / "short").write_bytes(header + bytes(range(5)))
+    with pytest.raises(ValueError, match="truncated"):
+        read_idx(tmp_path / "short")
+
+
+@pytest.mark.parametrize("name", ["mnist", "fashion_mnist"])
+def test_image_sets(name: str) -> None:
+    test = load(name, split="test")
+    assert test["images"].shape == (10000, 28, 28) and test["images"].dtype == np.uint8
+    assert test["labels"].dtype == np.int64 and set(np.unique(test["labels"])) == set(range(10))
+
+
+def test_missing_data_names_where_and_how(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ML_PAPERS_DATA", str(tmp_path))
+    monkeypatch.delenv("MNIST_DIR", raising=False)
+    with pytest.raises(DataMissingError) as err:
+        load("mnist", split="train")
+    message = str(err.value)
+    assert str(tmp_path / "mnist/package/data") in message and "train-images-idx3-ubyte" in message
+    assert "make setup" in message and "MNIST_DIR" in message
+
+
+def test_corrupted_file_is_refused(tmp_path: Path) -> None:
+    src = Path(load.__globals__["data_home"]()) / "mnist/package/data"
+    for f in ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+        shutil.copy(src / f, tmp_path / f)
+    data = bytearray((tmp_path / "t10k-labels-idx1-ubyte").read_bytes())
+    data[100] ^= 1
+    (tmp_path / "t10k-labels-idx1-ubyte").write_bytes(bytes(data))
+    with pytest.raises(DataCorruptError, match="t10k-labels-idx1-ubyte: sha256"):
+        load("mnist", split="test", root=tmp_path)
+
+
+def test_unknown_dataset_and_split() -> None:
+    with pytest.raises(KeyError, match="registered: .*fashion_mnist"):
+        load("cifar10")
+    with pytest.raises(ValueError, match="split must be one of"):
+        load("mnist", split="valid")
+
+
+def test_document_split_is_deterministic_disjoint_and_complete() -> None:
+    titles = [f"doc{i}" for i in range(6)]
+    split = split_documents(titles)
+    assert split == split_documents(list(reversed(titles)))
+    assert [len(split[k]) for k in ("train", "validation", "test")] == [4, 1, 1]
+    assert sorted(sum(split.values(), [])) == titles
+
+
+@pytest.mark.parametrize(("name", "n_docs"), [("shakespeare", 42), ("austen", 6), ("python_docs", 497)])
+def test_text_corpora(name: str, n_docs: int) -> None:
+    splits = {s: load(name, split=s) for s in ("train", "validation", "test")}
+    titles = [set(d["title"]) for d in splits.values()]
+    assert sum(len(t) for t in titles) == n_docs and not (titles[0] & titles[1] or titles[0] & titles[2])
+    assert all(len(text) > 100 for d in splits.values() for text in d["text"][:3])
+
+
+def test_toy2d_log_prob_matches_scipy() -> None:
+    data = load("toy2d", name="ring8", n=500, seed=0)
+    mix = data["mixture"]
+    x = data["points"][:20].astype(np.float64)
+    expected = np.log(sum(w * multivariate_normal(m, mix.std**2 * np.eye(2)).pdf(x) for m, w in zip(mix.means, mix.weights)))
+    assert np.allclose(mix.log_prob(x), expected)
+    assert np.array_equal(load("toy2d", name="ring8", n=500, seed=0)["points"], data["points"])
+
+
+def test_fewshot_tox21_official_split() -> None:
+    bench = load("tox21")
+    assert bench.train_tasks == list(range(1, 10)) and bench.test_tasks == [10, 11, 12]
+    task = bench.tasks[1]
+    assert len(task.smiles) == len(task.labels) and 0 < task.n_pos < len(task.labels)
+
+
+def test_mimic3_demo_counts_match_pandas() -> None:
+    tables = load("mimic3")
+    raw = pd.read_csv(kit_data_dir() / "mimic3demo" / "ADMISSIONS.csv.gz")
+    assert len(tables["ADMISSIONS"]) == len(raw) == 129
+    assert tables["PATIENTS"]["SUBJECT_ID"].nunique() == 100
+
+
+def test_mimic3_missing_table(tmp_path: Path) -> None:
+    shutil.copy(kit_data_dir() / "mimic3demo" / "PATIENTS.csv.gz", tmp_path)
+    with pytest.raises(DataMissingError, match="ADMISSIONS.csv.gz"):
+        load("mimic3", root=tmp_path)
+
+
+def test_every_registered_dataset_has_instructions() -> None:
+    for entry in list_datasets():
+        assert entry.how_to_get and entry.description
+
+
+def test_torch_adapter() -> None:
+    images = np.array([[[0, 255]]], dtype=np.uint8)
+    assert images_to_float(images).tolist() == [[[[-1.0, 1.0]]]]
+    batches = [b[0].tolist() for b in array_loader(np.arange(6), batch_size=4, shuffle=True, seed=3)]
+    assert batches == [b[0].tolist() for b in array_loader(np.arange(6), batch_size=4, shuffle=True, seed=3)]
+    assert sorted(sum(batches, [])) == list(range(6))
+    with pytest.raises(ValueError, match="differ in length"):
+        array_loader(np.arange(3), np.arange(4), batch_size=2, shuffle=False)

@@ -6,7 +6,7 @@ PAPER ?=
 CONFIG ?= small
 PAPER_REQS := $(wildcard papers/*/requirements.txt)
 
-.PHONY: help setup data test lint contracts unit smoke reproduce bench new-paper lock clean
+.PHONY: help setup data test lint contracts unit smoke reproduce bench new-paper lock clean check-paper
 
 help:
 	@echo "make setup                              .venv, the project and its envs, the offline data"
@@ -46,16 +46,19 @@ test: setup lint contracts unit
 	$(PY) ci/smoke.py
 
 smoke: setup
+	@test -z "$(PAPER)" || python3 ci/paper_list.py $(PAPER)
 	$(PY) ci/smoke.py $(PAPER)
 
-reproduce: setup
-	@test -n "$(PAPER)" || { echo "usage: make reproduce PAPER=<name> [CONFIG=small]; papers: $$(python3 ci/paper_list.py)"; exit 2; }
+# A bad PAPER fails here, before any set-up, with the list of papers.
+check-paper:
+	@test -n "$(PAPER)" || { echo "usage: make $(MAKECMDGOALS) PAPER=<name>; papers: $$(python3 ci/paper_list.py)"; exit 2; }
 	@python3 ci/paper_list.py $(PAPER)
+
+reproduce: check-paper setup
+	@test -f papers/$(PAPER)/configs/$(CONFIG).yaml || { echo "no config papers/$(PAPER)/configs/$(CONFIG).yaml; have: $$(ls papers/$(PAPER)/configs)"; exit 2; }
 	$(PY) -m papers.$(PAPER).reproduce --config papers/$(PAPER)/configs/$(CONFIG).yaml --out papers/$(PAPER)/results/$(CONFIG)
 
-bench: setup
-	@test -n "$(PAPER)" || { echo "usage: make bench PAPER=<name>; papers: $$(python3 ci/paper_list.py)"; exit 2; }
-	@python3 ci/paper_list.py $(PAPER)
+bench: check-paper setup
 	$(PY) -m papers.$(PAPER).bench --config papers/$(PAPER)/configs/small.yaml --out build/bench/$(PAPER)
 
 new-paper:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import fcntl
 from functools import cache
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -116,7 +115,3 @@ def image_feature_network(dataset: str, epochs: int = 2, seed: int = 0) -> Image
 def _reference_stats(dataset: str, split: str) -> FeatureStats:
     net = image_feature_network(dataset)
     return net.stats(images_to_float(load(dataset, split=split)["images"]))
-
-
-def feature_cache_dir() -> Path:
-    return data_home() / "feature_nets"

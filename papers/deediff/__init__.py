@@ -1,0 +1,1 @@
+"""DeeDiff: Dynamic Uncertainty-Aware Early Exiting for Accelerating Diffusion Model Generation (arXiv 2309.17074)."""

@@ -1,0 +1,103 @@
+"""The experiment's settings: one dataclass, loaded from configs/*.yaml with strict keys."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Literal
+
+
+@dataclasses.dataclass
+class Config:
+    """Backbone, the two training stages (baseline, then DeeDiff fine-tuning), sampling and the evaluation sweep."""
+
+    seed: int = 0
+    device: str = "cpu"
+    threads: int = 0  # torch CPU threads; 0 = torch's default. 1 is much faster on a CPU other jobs keep busy
+    # where checkpoints and trained weights go: "" = <out>/weights; "@cache/NAME" = data_home()/deediff/NAME
+    weights_dir: str = ""
+    # data: a name known to shared.data.load (mnist, fashion_mnist; cifar10 / celeba64 where registered)
+    dataset: str = "fashion_mnist"
+    train_subset: int = 0  # 0 = the whole train split
+    image_size: int = 28
+    channels: int = 1
+    # U-ViT (Bao et al. 2023); depth counts in+out blocks, so the net has depth + 1 layers (U-ViT-S: 12 -> 13)
+    patch_size: int = 4
+    embed_dim: int = 192
+    depth: int = 8
+    num_heads: int = 4
+    mlp_ratio: float = 4.0
+    num_classes: int = 10  # 0 = unconditional
+    mlp_time_embed: bool = False
+    conv_out: bool = True
+    # DeeDiff uncertainty estimation module: the official code feeds tokens only, the paper text [tokens, t]
+    uem_timestep_aware: bool = False
+    uem_weight: float = 1.0  # lambda in front of L_u (official: 1)
+    layerwise_weight: float = 1.0  # beta in front of L_UAL (official: 1)
+    # VP-SDE noise schedule of U-ViT / DeeDiff (linear beta in [beta_min, beta_max], t in [0, 1])
+    beta_min: float = 0.1
+    beta_max: float = 20.0
+    # optimisation (both stages)
+    baseline_steps: int = 1000
+    finetune_steps: int = 500
+    batch_size: int = 128
+    lr: float = 4e-4
+    finetune_lr: float = 2e-4
+    weight_decay: float = 0.03
+    adam_beta1: float = 0.99
+    adam_beta2: float = 0.999
+    warmup_steps: int = 100
+    ema_decay: float = 0.999
+    grad_clip: float = 1.0
+    checkpoint_every: int = 100
+    log_every: int = 20
+    # sampling and evaluation
+    sampler: Literal["euler_maruyama", "ddim"] = "ddim"
+    sample_steps: int = 25
+    eval_samples: int = 500
+    eval_batch_size: int = 250
+    thresholds: list[float] = dataclasses.field(default_factory=lambda: [0.8, 0.85, 0.9])
+    patience: int = 2  # triggers needed in the first half of the net (official: exit at the second one)
+    # benchmark
+    bench_batch_sizes: list[int] = dataclasses.field(default_factory=lambda: [1, 64])
+    bench_threshold: float = 0.9
+    bench_repeats: int = 20
+
+    @property
+    def n_layers(self) -> int:
+        return self.depth + 1
+
+    def weights_path(self, out: str | Path) -> Path:
+        """The folder of checkpoint.pt, baseline.pt and deediff.pt for a run writing to ``out``."""
+        if not self.weights_dir:
+            return Path(out) / "weights"
+        if self.weights_dir.startswith("@cache/"):
+            from shared.data import data_home
+
+            return data_home() / "deediff" / self.weights_dir.removeprefix("@cache/")
+        return Path(self.weights_dir)
+
+    def __post_init__(self) -> None:
+        if self.depth < 2 or self.depth % 2:
+            raise ValueError(f"depth must be an even number >= 2 (in + out blocks; U-ViT-S uses 12), got {self.depth}")
+        if self.image_size % self.patch_size:
+            raise ValueError(f"image_size {self.image_size} is not divisible by patch_size {self.patch_size}")
+        if self.embed_dim % self.num_heads:
+            raise ValueError(f"embed_dim {self.embed_dim} is not divisible by num_heads {self.num_heads}")
+        for name in ("baseline_steps", "finetune_steps", "sample_steps", "eval_samples", "eval_batch_size"):
+            if getattr(self, name) < 0 or (name != "finetune_steps" and getattr(self, name) == 0):
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.batch_size <= 0 or self.lr <= 0 or self.finetune_lr <= 0:
+            raise ValueError("batch_size, lr and finetune_lr must be positive")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+        if not 0.0 < self.beta_min < self.beta_max:
+            raise ValueError(f"need 0 < beta_min < beta_max, got {self.beta_min}, {self.beta_max}")
+        if any(not 0.0 < t <= 1.0 for t in self.thresholds):
+            raise ValueError(f"thresholds are certainties in (0, 1], got {self.thresholds}")
+        if self.patience < 1:
+            raise ValueError(f"patience must be >= 1, got {self.patience}")
+        if self.threads < 0:
+            raise ValueError(f"threads must be >= 0 (0 = torch's default), got {self.threads}")
+        if self.num_classes < 0:
+            raise ValueError(f"num_classes must be >= 0 (0 = unconditional), got {self.num_classes}")

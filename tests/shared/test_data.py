@@ -56,7 +56,7 @@ def test_corrupted_file_is_refused(tmp_path: Path) -> None:
 
 def test_unknown_dataset_and_split() -> None:
     with pytest.raises(KeyError, match="registered: .*fashion_mnist"):
-        load("cifar10")
+        load("imagenet")
     with pytest.raises(ValueError, match="split must be one of"):
         load("mnist", split="valid")
 
@@ -119,3 +119,33 @@ def test_torch_adapter() -> None:
     assert sorted(sum(batches, [])) == list(range(6))
     with pytest.raises(ValueError, match="differ in length"):
         array_loader(np.arange(3), np.arange(4), batch_size=2, shuffle=False)
+
+
+def _fake_cifar_tarball(path: Path) -> None:
+    import io
+    import pickle
+    import tarfile
+
+    with tarfile.open(path, "w:gz") as tar:
+        for name in ("test_batch",):
+            data = np.arange(2 * 3072, dtype=np.uint8).reshape(2, 3072)
+            blob = pickle.dumps({b"data": data, b"labels": [3, 7]})
+            info = tarfile.TarInfo(f"cifar-10-batches-py/{name}")
+            info.size = len(blob)
+            tar.addfile(info, io.BytesIO(blob))
+
+
+def test_cifar10_reader_layout_and_checks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from shared.data.images import read_cifar10_tarball
+
+    _fake_cifar_tarball(tmp_path / "cifar-10-python.tar.gz")
+    data = read_cifar10_tarball(tmp_path / "cifar-10-python.tar.gz", "test")
+    assert data["images"].shape == (2, 32, 32, 3) and data["labels"].tolist() == [3, 7]
+    # channel-major rows: pixel (0, 0) of image 0 holds bytes 0 (R), 1024 (G) and 2048 (B) of its row
+    assert data["images"][0, 0, 0].tolist() == [0, 1024 % 256, 2048 % 256]
+    with pytest.raises(DataCorruptError, match="md5"):
+        load("cifar10", split="test", root=tmp_path)
+    monkeypatch.delenv("CIFAR10_DIR", raising=False)
+    monkeypatch.setenv("ML_PAPERS_DATA", str(tmp_path / "empty"))
+    with pytest.raises(DataMissingError, match="CIFAR10_DIR"):
+        load("cifar10", split="train")

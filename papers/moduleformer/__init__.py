@@ -1,0 +1,1 @@
+"""ModuleFormer: Modularity Emerges from Mixture-of-Experts (Shen et al., arXiv 2306.04640)."""

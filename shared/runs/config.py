@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import types
 import typing
 from pathlib import Path
@@ -12,6 +13,23 @@ from typing import Any, TypeVar
 import yaml
 
 T = TypeVar("T")
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader without YAML 1.1's base-60 numbers, so ``2:4`` (an N:M pattern) stays the string "2:4", not 124."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [
+        (tag, re.compile(r"(?!.*:)" + regexp.pattern, regexp.flags) if tag.endswith((":int", ":float")) else regexp)
+        for tag, regexp in resolvers
+    ]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+def _parse(text: str) -> Any:
+    return yaml.load(text, Loader=_Loader)  # a SafeLoader subclass: no arbitrary objects
 
 
 class ConfigError(ValueError):
@@ -25,7 +43,7 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: typing.
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"config file not found: {path}")
-        loaded = yaml.safe_load(path.read_text())
+        loaded = _parse(path.read_text())
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError(f"{path}: the top level must be a mapping of keys, got {type(loaded).__name__}")
         raw = loaded or {}
@@ -33,7 +51,7 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: typing.
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise ConfigError(f"override {item!r} must look like key=value (nested keys with dots: a.b=1)")
-        _set_dotted(raw, key.strip().split("."), yaml.safe_load(value))
+        _set_dotted(raw, key.strip().split("."), _parse(value))
     return _build(cls, raw, where=str(path) if path else "config")
 
 

@@ -69,3 +69,17 @@ def test_missing_file_and_bad_top_level(tmp_path: Path) -> None:
         load_config(Cfg, tmp_path / "nope.yaml")
     with pytest.raises(ConfigError, match="must be a mapping"):
         load_config(Cfg, _write(tmp_path, "- 1\n- 2\n"))
+
+
+@dataclasses.dataclass
+class Pattern:
+    sparsity_type: str = "unstructured"
+    steps: int = 1
+    lr: float = 0.1
+
+
+def test_colon_values_stay_strings(tmp_path: Path) -> None:
+    # YAML 1.1 would read 2:4 as the base-60 number 124; an N:M pattern must stay a string.
+    cfg = load_config(Pattern, _write(tmp_path, "sparsity_type: 4:8\nsteps: 12\nlr: 1.5e-3\n"), ["steps=0x10"])
+    assert cfg.sparsity_type == "4:8" and cfg.steps == 16 and cfg.lr == pytest.approx(1.5e-3)
+    assert load_config(Pattern, None, ["sparsity_type=2:4"]).sparsity_type == "2:4"

@@ -1,0 +1,87 @@
+"""The language models OWL prunes: SmolLM2 (GGUF dequantised once to float32) and tiny random LLaMA / OPT models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from transformers import (
+    AutoTokenizer,
+    LlamaConfig,
+    LlamaForCausalLM,
+    OPTConfig,
+    OPTForCausalLM,
+    PreTrainedModel,
+)
+
+from shared.data import data_home, load
+
+SMOLLM2 = "smollm2_135m_instruct"
+TINY_MODELS = ("tiny_llama", "tiny_opt")
+MODELS = (SMOLLM2, *TINY_MODELS)
+TINY_VOCAB = 256  # the tiny models read bytes
+
+
+def cache_dir() -> Path:
+    """Where this paper keeps heavy artifacts (the float32 copy of SmolLM2), outside the repo."""
+    return data_home() / "owl"
+
+
+def smollm2_float_dir() -> Path:
+    return cache_dir() / "smollm2-135m-instruct-f32"
+
+
+def convert_smollm2(gguf_path: Path, dest: Path) -> Path:
+    """Dequantise the 4-bit GGUF to a float32 LlamaForCausalLM and save it with ``save_pretrained`` (safetensors)."""
+    from transformers import AutoModelForCausalLM
+
+    quantised = AutoModelForCausalLM.from_pretrained(
+        str(gguf_path.parent), gguf_file=gguf_path.name, dtype=torch.float32
+    )
+    config = quantised.config.to_dict()
+    config.pop("quantization_config", None)
+    model = LlamaForCausalLM(LlamaConfig(**config))
+    model.load_state_dict(quantised.state_dict())
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
+    tmp = dest.with_name(dest.name + ".tmp")
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    tmp.rename(dest)  # only a complete copy ever sits at ``dest``
+    return dest
+
+
+def load_smollm2() -> tuple[PreTrainedModel, object]:
+    """The float32 SmolLM2-135M-Instruct and its tokenizer, converting the GGUF on first use."""
+    dest = smollm2_float_dir()
+    if not (dest / "config.json").is_file():
+        convert_smollm2(load(SMOLLM2), dest)
+    model = LlamaForCausalLM.from_pretrained(dest, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(dest)
+    return model.eval(), tokenizer
+
+
+def tiny_model(name: str, seed: int = 0) -> PreTrainedModel:
+    """A randomly initialised 4-block LLaMA or OPT over a byte vocabulary (no download)."""
+    torch.manual_seed(seed)
+    if name == "tiny_llama":
+        config = LlamaConfig(
+            vocab_size=TINY_VOCAB, hidden_size=64, intermediate_size=128, num_hidden_layers=4,
+            num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+        )
+        return LlamaForCausalLM(config).eval()
+    if name == "tiny_opt":
+        config = OPTConfig(
+            vocab_size=TINY_VOCAB, hidden_size=64, ffn_dim=128, num_hidden_layers=4, num_attention_heads=4,
+            word_embed_proj_dim=64, max_position_embeddings=256, pad_token_id=0, bos_token_id=1, eos_token_id=2,
+        )
+        return OPTForCausalLM(config).eval()
+    raise ValueError(f"unknown tiny model {name!r}; choose one of {TINY_MODELS}")
+
+
+def load_model(name: str, seed: int = 0) -> tuple[PreTrainedModel, object | None]:
+    """A model and its tokenizer (None for the byte-level tiny models)."""
+    if name == SMOLLM2:
+        return load_smollm2()
+    if name in TINY_MODELS:
+        return tiny_model(name, seed), None
+    raise ValueError(f"unknown model {name!r}; choose one of {MODELS}")

@@ -1,0 +1,69 @@
+"""Resume after interruption, determinism, and clear errors for bad configs and missing data."""
+
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from papers.owl import evaluate, sequential, train
+from shared.data import DataMissingError
+from shared.runs import ConfigError
+
+SMOKE = str(Path(__file__).parents[1] / "configs" / "smoke.yaml")
+
+
+def _weights(run: Path) -> dict[str, torch.Tensor]:
+    return load_file(run / "pruned_model" / "model.safetensors")
+
+
+def test_resume_after_interruption_matches_an_uninterrupted_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    args = ["method=owl_sparsegpt", "sparsity=0.6"]
+    train.main(["--config", SMOKE, "--out", str(tmp_path / "full"), *args])
+    real_prune_block = sequential.prune_block
+
+    def crash_at_block_2(block, plan, index, stats):
+        if index == 2:
+            raise KeyboardInterrupt
+        real_prune_block(block, plan, index, stats)
+
+    monkeypatch.setattr(sequential, "prune_block", crash_at_block_2)
+    with pytest.raises(KeyboardInterrupt):
+        train.main(["--config", SMOKE, "--out", str(tmp_path / "cut"), *args])
+    assert (tmp_path / "cut" / "checkpoints" / "block_001.pt").is_file()
+    monkeypatch.setattr(sequential, "prune_block", real_prune_block)
+    metrics = train.main(["--config", SMOKE, "--out", str(tmp_path / "cut"), *args])
+    assert metrics["resumed_from_block"] == 2
+    full, resumed = _weights(tmp_path / "full"), _weights(tmp_path / "cut")
+    assert full.keys() == resumed.keys()
+    for key in full:
+        torch.testing.assert_close(full[key], resumed[key], atol=0, rtol=0)
+
+
+def test_same_seed_same_pruned_model(tmp_path: Path) -> None:
+    for name in ("a", "b"):
+        train.main(["--config", SMOKE, "--out", str(tmp_path / name), "method=owl_wanda"])
+    a, b = _weights(tmp_path / "a"), _weights(tmp_path / "b")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("override,message", [
+    ("sparsity=1.0", "sparsity"), ("sparsity=-0.2", "sparsity"), ("owl_m=0", "owl_m"), ("owl_m=-3", "owl_m"),
+    ("model=gpt2", "model"), ("method=random", "method"), ('sparsity_type="3:2"', "N:M"), ("sparsity_type=3:2", "N:M"), ("calib_corpus=c4", "corpus"),
+    ("no_such_key=1", "valid keys"),
+])
+def test_bad_config_is_refused(tmp_path: Path, override: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        train.main(["--config", SMOKE, "--out", str(tmp_path), override])
+
+
+def test_missing_data_names_how_to_get_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ML_PAPERS_DATA", str(tmp_path / "empty"))
+    monkeypatch.setenv("SHAKESPEARE_DIR", str(tmp_path / "empty"))
+    with pytest.raises(DataMissingError, match="shakespeare"):
+        train.main(["--config", SMOKE, "--out", str(tmp_path / "run"), "calib_corpus=shakespeare"])
+
+
+def test_evaluate_without_a_pruned_model_says_what_to_run(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="papers.owl.train"):
+        evaluate.main(["--config", SMOKE, "--out", str(tmp_path)])

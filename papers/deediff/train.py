@@ -16,15 +16,14 @@ from papers.deediff.config import Config
 from papers.deediff.data import load_images
 from papers.deediff.diffusion import VPSDE, baseline_loss, deediff_losses, net_time
 from papers.deediff.model import UViT
-from shared.accel import count_parameters, pick_device, seed_everything
+from shared.accel import count_parameters, pick_device, seed_everything, set_torch_threads
 from shared.runs import Run, load_checkpoint, load_config, parse_run_args, save_checkpoint
 
 
 def configure_torch(cfg: Config) -> torch.device:
     """Seed everything, set the CPU thread count the config asks for, and pick the device."""
     seed_everything(cfg.seed)
-    if cfg.threads > 0:
-        torch.set_num_threads(cfg.threads)
+    set_torch_threads(cfg.threads)
     return pick_device(cfg.device)
 
 

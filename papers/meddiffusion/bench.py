@@ -13,7 +13,7 @@ import torch
 from papers.meddiffusion.config import Config
 from papers.meddiffusion.engine import Prepared, build_model, load_cohort, prepare
 from papers.meddiffusion.models import meddiffusion_loss
-from shared.accel import ThroughputMeter, count_parameters, seed_everything
+from shared.accel import ThroughputMeter, count_parameters, seed_everything, set_torch_threads
 from shared.runs import load_config, parse_run_args
 
 TRAIN_BATCHES = 30
@@ -50,8 +50,7 @@ def measure(cfg: Config, prepared: Prepared, batches: int = TRAIN_BATCHES) -> di
 def main(argv: list[str] | None = None) -> dict[str, float]:
     args = parse_run_args(argv, __doc__)
     cfg = load_config(Config, args.config, args.overrides)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    set_torch_threads(cfg.threads)
     prepared = prepare(cfg, load_cohort(cfg))
     result: dict[str, float] = {}
     for model in ("meddiffusion", "lstm"):

@@ -24,7 +24,7 @@ from papers.meddiffusion.config import Config
 from papers.meddiffusion.eunomia import build_eunomia_cohort
 from papers.meddiffusion.mimic3 import build_mimic3_cohort
 from papers.meddiffusion.models import RiskModel, meddiffusion_loss
-from shared.accel import seed_everything
+from shared.accel import seed_everything, set_torch_threads
 from shared.data import load
 from shared.metrics import cohen_kappa, f1, pr_auc, roc_auc
 from shared.runs import Run, load_checkpoint, save_checkpoint
@@ -123,8 +123,7 @@ def fit(cfg: Config, prepared: Prepared, out_dir: str | Path, *, tensorboard: bo
     """Train with early stopping, resuming from ``out_dir/checkpoint.pt``; returns validation and test metrics
     of the epoch with the best validation F1. ``stop_after`` ends the call after that many epochs (for tests)."""
     seed_everything(cfg.seed)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    set_torch_threads(cfg.threads)
     run = Run(out_dir, cfg, tensorboard=tensorboard)
     model = build_model(cfg, prepared.vocab_size)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)

@@ -5,9 +5,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal
 
-import torch
-
 from papers.moduleformer.configuration import ModuleFormerConfig
+from shared.accel import set_torch_threads
 
 Variant = Literal["moduleformer", "dense_active", "dense_total"]
 
@@ -75,5 +74,4 @@ def model_config(cfg: Config, vocab_size: int, eos_id: int) -> ModuleFormerConfi
 
 def apply_threads(cfg: Config) -> None:
     """Pin torch's intra-op threads when the config asks (``threads: 0`` keeps torch's default)."""
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    set_torch_threads(cfg.threads)

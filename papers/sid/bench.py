@@ -15,7 +15,7 @@ from papers.sid.edm import heun_evaluations, heun_sample
 from papers.sid.mixture import MixtureDenoiser
 from papers.sid.sid import SiDTrainer, generate
 from papers.sid.task import make_network
-from shared.accel import Timer, pick_device, seed_everything
+from shared.accel import Timer, pick_device, seed_everything, set_torch_threads
 from shared.data import load
 from shared.runs import load_config, parse_run_args
 
@@ -33,8 +33,7 @@ def best_seconds(fn: Any, repeats: int, device: torch.device) -> float:
 
 def bench(cfg: Config, out: str | Path, device_name: str = "auto") -> dict[str, Any]:
     seed_everything(cfg.seed)
-    if cfg.threads > 0:
-        torch.set_num_threads(cfg.threads)
+    set_torch_threads(cfg.threads)
     device = pick_device(device_name)
     shape = (2,) if cfg.task == "toy" else (1, 28, 28)
     if cfg.task == "toy":

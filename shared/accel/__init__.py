@@ -1,6 +1,6 @@
 """Accelerator utilities: device choice, seeding, precision, distributed set-up, timers, memory and FLOP counts."""
 
-from shared.accel.device import autocast, autocast_dtype, pick_device
+from shared.accel.device import autocast, autocast_dtype, pick_device, set_torch_threads
 from shared.accel.distributed import (
     DistInfo,
     all_reduce_mean,
@@ -28,4 +28,5 @@ __all__ = [
     "rank_zero_logger",
     "seed_everything",
     "set_deterministic",
+    "set_torch_threads",
 ]

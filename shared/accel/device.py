@@ -46,3 +46,11 @@ def autocast(device: torch.device, enabled: bool = True) -> Iterator[None]:
         return
     with torch.autocast(device_type=device.type, dtype=dtype):
         yield
+
+
+def set_torch_threads(n: int) -> None:
+    """Pin torch's CPU intra-op threads; 0 keeps torch's default. On a busy small CPU, 1 is often much faster."""
+    if n < 0:
+        raise ValueError(f"threads must be >= 0 (0 = torch's default), got {n}")
+    if n:
+        torch.set_num_threads(n)

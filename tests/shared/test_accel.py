@@ -90,3 +90,18 @@ def test_two_process_gloo_all_reduces_gradients() -> None:
     # d/dW of sum(W x + b) over 2 rows is 2 * x_row: rank 0 gives 2, rank 1 gives 4; DDP averages to 3.
     for _, _, grad in results:
         assert grad == [[3.0, 3.0, 3.0]]
+
+
+def test_set_torch_threads() -> None:
+    from shared.accel import set_torch_threads
+
+    before = torch.get_num_threads()
+    try:
+        set_torch_threads(1)
+        assert torch.get_num_threads() == 1
+        set_torch_threads(0)  # 0 keeps the current setting
+        assert torch.get_num_threads() == 1
+        with pytest.raises(ValueError, match=">= 0"):
+            set_torch_threads(-1)
+    finally:
+        torch.set_num_threads(before)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from papers.owl.corpora import CORPORA
-from papers.owl.models import MODELS
+from papers.owl.models import MODELS, is_known_model
 from papers.owl.pruners import check_sparsity, parse_sparsity_type
 from papers.owl.sequential import METHODS
 
@@ -42,8 +42,8 @@ class Config:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        if self.model not in MODELS:
-            raise ValueError(f"model must be one of {MODELS}, got {self.model!r}")
+        if not is_known_model(self.model):
+            raise ValueError(f"model must be one of {MODELS} or hf:<hub id or folder>, got {self.model!r}")
         for corpus in (self.calib_corpus, *self.eval_corpora):
             if corpus not in CORPORA:
                 raise ValueError(f"corpus must be one of {CORPORA}, got {corpus!r}")

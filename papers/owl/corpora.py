@@ -7,7 +7,9 @@ import hashlib
 import numpy as np
 import torch
 
-CORPORA = ("shakespeare", "austen", "python_docs", "synthetic")
+HF_CORPORA = ("wikitext2", "c4")  # the paper's data, through `datasets` where the hub or its cache is reachable
+CORPORA = ("shakespeare", "austen", "python_docs", "synthetic", *HF_CORPORA)
+C4_SHARDS = {"train": "en/c4-train.00000-of-01024.json.gz", "validation": "en/c4-validation.00000-of-00008.json.gz"}
 SYNTHETIC_MAX_CHARS = 32_768
 
 
@@ -32,9 +34,29 @@ def corpus_text(name: str, split: str, max_chars: int, seed: int = 0) -> str:
         raise ValueError(f"unknown corpus {name!r}; choose one of {CORPORA}")
     if name == "synthetic":
         return synthetic_text(split, min(max_chars, SYNTHETIC_MAX_CHARS), seed)
+    if name in HF_CORPORA:
+        return hf_corpus_text(name, split)[:max_chars]
     from shared.data import load
 
     return "\n\n".join(load(name, split=split)["text"])[:max_chars]
+
+
+def hf_corpus_text(name: str, split: str) -> str:
+    """WikiText-2 (raw) or the first C4 shard, as the official code reads them, documents joined by blank lines."""
+    import datasets
+
+    try:
+        if name == "wikitext2":
+            ds = datasets.load_dataset("wikitext", "wikitext-2-raw-v1", split=split)
+        else:
+            shard = "train" if split == "train" else "validation"
+            ds = datasets.load_dataset("allenai/c4", data_files={shard: C4_SHARDS[shard]}, split=shard)
+    except Exception as err:  # datasets raises several types when the hub is unreachable and nothing is cached
+        raise FileNotFoundError(
+            f"corpus {name!r} needs the Hugging Face hub or a local datasets cache ({type(err).__name__}: {err}); "
+            "offline, use shakespeare, austen or python_docs"
+        ) from err
+    return "\n\n".join(ds["text"])
 
 
 def tokenize(text: str, tokenizer: object | None) -> torch.Tensor:

@@ -19,6 +19,26 @@ from shared.data import data_home, load
 SMOLLM2 = "smollm2_135m_instruct"
 TINY_MODELS = ("tiny_llama", "tiny_opt")
 MODELS = (SMOLLM2, *TINY_MODELS)
+HF_PREFIX = "hf:"  # hf:<hub id or local folder>, e.g. hf:huggyllama/llama-7b for the paper's model
+
+
+def is_known_model(name: str) -> bool:
+    return name in MODELS or (name.startswith(HF_PREFIX) and len(name) > len(HF_PREFIX))
+
+
+def load_hf_model(ref: str) -> tuple[PreTrainedModel, object]:
+    """A causal LM and tokenizer through transformers (the hub, its cache or a local folder), in float16."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        model = AutoModelForCausalLM.from_pretrained(ref, dtype=torch.float16)
+        tokenizer = AutoTokenizer.from_pretrained(ref)
+    except OSError as err:
+        raise FileNotFoundError(
+            f"cannot load model {ref!r}: {err}. Give a local folder or a hub id this machine can reach "
+            f"(offline here: use {SMOLLM2!r})"
+        ) from err
+    return model.eval(), tokenizer
 TINY_VOCAB = 256  # the tiny models read bytes
 
 
@@ -84,4 +104,6 @@ def load_model(name: str, seed: int = 0) -> tuple[PreTrainedModel, object | None
         return load_smollm2()
     if name in TINY_MODELS:
         return tiny_model(name, seed), None
-    raise ValueError(f"unknown model {name!r}; choose one of {MODELS}")
+    if is_known_model(name):
+        return load_hf_model(name.removeprefix(HF_PREFIX))
+    raise ValueError(f"unknown model {name!r}; choose one of {MODELS} or {HF_PREFIX}<hub id or folder>")

@@ -49,7 +49,7 @@ def test_same_seed_same_pruned_model(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("override,message", [
     ("sparsity=1.0", "sparsity"), ("sparsity=-0.2", "sparsity"), ("owl_m=0", "owl_m"), ("owl_m=-3", "owl_m"),
-    ("model=gpt2", "model"), ("method=random", "method"), ('sparsity_type="3:2"', "N:M"), ("sparsity_type=3:2", "N:M"), ("calib_corpus=c4", "corpus"),
+    ("model=gpt2", "model"), ("method=random", "method"), ('sparsity_type="3:2"', "N:M"), ("sparsity_type=3:2", "N:M"), ("calib_corpus=wiki103", "corpus"),
     ("no_such_key=1", "valid keys"),
 ])
 def test_bad_config_is_refused(tmp_path: Path, override: str, message: str) -> None:
@@ -67,3 +67,25 @@ def test_missing_data_names_how_to_get_it(tmp_path: Path, monkeypatch: pytest.Mo
 def test_evaluate_without_a_pruned_model_says_what_to_run(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="papers.owl.train"):
         evaluate.main(["--config", SMOKE, "--out", str(tmp_path)])
+
+
+def test_paper_config_names_the_papers_model_and_data() -> None:
+    from papers.owl.config import Config
+    from shared.runs import load_config
+
+    cfg = load_config(Config, Path(__file__).parents[1] / "configs" / "paper.yaml")
+    assert (cfg.model, cfg.calib_corpus, cfg.eval_corpora) == ("hf:huggyllama/llama-7b", "c4", ["wikitext2"])
+    assert (cfg.n_calib, cfg.calib_len, cfg.eval_window) == (128, 2048, 2048)
+
+
+def test_hub_model_and_corpora_fail_clearly_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from papers.owl.corpora import corpus_text
+    from papers.owl.models import load_model
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    with pytest.raises(FileNotFoundError, match="cannot load model"):
+        load_model(f"hf:{tmp_path / 'no_model'}")
+    with pytest.raises(FileNotFoundError, match="needs the Hugging Face hub or a local datasets cache"):
+        corpus_text("wikitext2", "test", max_chars=100)

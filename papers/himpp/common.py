@@ -1,0 +1,65 @@
+"""What every entry point shares: loading the benchmark (unparseable molecules dropped), optional pretraining,
+one train-and-test run, and the loss plot."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+from papers.himpp.config import HiMPPConfig
+from papers.himpp.episodes import drop_unparseable
+from papers.himpp.featurize import GraphCache
+from papers.himpp.pretrain import pretrain_encoder, training_smiles
+from papers.himpp.training import evaluate, train
+from shared.data import load
+from shared.data.molecules import FewShotBenchmark
+from shared.runs import Run
+
+
+def load_benchmark(name: str, cache: GraphCache) -> FewShotBenchmark:
+    """``shared.data.load(name)`` with the molecules RDKit cannot featurise removed."""
+    bench, _ = drop_unparseable(load(name), cache)
+    return bench
+
+
+def pretrained_encoder(cfg: HiMPPConfig, bench: FewShotBenchmark, cache: GraphCache, out: Path,
+                       progress: bool = True) -> tuple[Any, list[float]] | tuple[None, list[float]]:
+    """Attribute-masking pretraining on the training tasks' molecules (None when ``pretrain_steps`` is 0)."""
+    if cfg.pretrain_steps == 0:
+        return None, []
+    return pretrain_encoder(training_smiles(bench), cfg.hidden, cfg.gin_layers, cfg.dropout, cfg.pretrain_steps,
+                            cfg.pretrain_batch, cfg.pretrain_lr, cfg.seed, cache, out / "pretrain.pkl", progress)
+
+
+def train_and_test(cfg: HiMPPConfig, out: Path, cache: GraphCache, bench: FewShotBenchmark,
+                   init: Any | None = None, progress: bool = True) -> dict[str, Any]:
+    """Meta-train, meta-test and write the run directory (metrics.json, loss.png); returns the metrics."""
+    run = Run(out, cfg)
+    params, info = train(cfg, bench, out, cache, init=init, run=run, progress=progress)
+    plot_losses({cfg.method: info["losses"]}, out / "loss.png")
+    metrics = evaluate(cfg, bench, params, cache, progress=progress)
+    metrics.update({k: v for k, v in info.items() if k != "losses"}, method=cfg.method, dataset=cfg.dataset,
+                   k_shot=cfg.k_shot, pretrained=init is not None)
+    run.log(cfg.steps, test_roc_auc=metrics["roc_auc"])
+    return run.finish(metrics)
+
+
+def plot_losses(curves: dict[str, list[float]], path: Path, window: int = 10) -> None:
+    """Training loss (moving average over ``window`` steps) of each named curve."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, losses in curves.items():
+        if losses:
+            w = min(window, len(losses))
+            smooth = [sum(losses[i - w + 1:i + 1]) / w for i in range(w - 1, len(losses))]
+            ax.plot(range(w, len(losses) + 1), smooth, label=name)
+    ax.set_xlabel("meta-training step")
+    ax.set_ylabel("loss")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

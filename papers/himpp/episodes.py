@@ -1,0 +1,88 @@
+"""2-way K-shot episodes over few-shot molecular property tasks (Sec. 3: support of K per class, queries)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from papers.himpp.featurize import GraphCache
+from shared.data.molecules import FewShotBenchmark, FewShotTask
+
+
+@dataclass(frozen=True)
+class Episode:
+    task_id: int
+    support_smiles: list[str]
+    support_labels: np.ndarray  # (2K,) int32, K negatives then K positives
+    query_smiles: list[str]
+    query_labels: np.ndarray  # (Q,) int32
+
+
+def check_disjoint(bench: FewShotBenchmark) -> None:
+    """Meta-train and meta-test tasks must not overlap."""
+    overlap = set(bench.train_tasks) & set(bench.test_tasks)
+    if overlap:
+        raise ValueError(f"{bench.name}: tasks {sorted(overlap)} are in both the train and the test split")
+
+
+def drop_unparseable(bench: FewShotBenchmark, cache: GraphCache) -> tuple[FewShotBenchmark, int]:
+    """The benchmark without the molecules RDKit cannot featurise (a few, e.g. hypervalent Al); returns the count."""
+    bad: set[str] = set()
+    for smiles in {s for task in bench.tasks.values() for s in task.smiles}:
+        try:
+            cache(smiles)
+        except ValueError:
+            bad.add(smiles)
+    tasks = {}
+    for tid, task in bench.tasks.items():
+        keep = [i for i, s in enumerate(task.smiles) if s not in bad]
+        tasks[tid] = FewShotTask(tid, [task.smiles[i] for i in keep], [task.labels[i] for i in keep])
+    return FewShotBenchmark(bench.name, tasks, list(bench.train_tasks), list(bench.test_tasks)), len(bad)
+
+
+def _class_indices(task: FewShotTask) -> tuple[np.ndarray, np.ndarray]:
+    labels = np.asarray(task.labels)
+    return np.flatnonzero(labels == 0), np.flatnonzero(labels == 1)
+
+
+def usable(task: FewShotTask, k_shot: int, n_query_per_class: int = 1) -> bool:
+    neg, pos = _class_indices(task)
+    return min(len(neg), len(pos)) >= k_shot + n_query_per_class
+
+
+def sample_episode(task: FewShotTask, k_shot: int, n_query: int, rng: np.random.Generator) -> Episode:
+    """Training episode: K per class in the support, ``n_query`` queries split evenly between the classes."""
+    neg, pos = _class_indices(task)
+    q_neg = n_query // 2
+    q_pos = n_query - q_neg
+    if len(neg) < k_shot + q_neg or len(pos) < k_shot + q_pos:
+        raise ValueError(f"task {task.task_id} has {len(neg)} negatives / {len(pos)} positives: too few for "
+                         f"{k_shot}-shot with {n_query} queries")
+    neg = rng.permutation(neg)[: k_shot + q_neg]
+    pos = rng.permutation(pos)[: k_shot + q_pos]
+    support = np.concatenate([neg[:k_shot], pos[:k_shot]])
+    query = np.concatenate([neg[k_shot:], pos[k_shot:]])
+    return _episode(task, support, query)
+
+
+def sample_test_episode(task: FewShotTask, k_shot: int, rng: np.random.Generator,
+                        max_queries: int | None = None) -> Episode:
+    """Test episode: K per class in the support; every other molecule of the task is a query (Sec. 4.1).
+
+    ``max_queries`` caps the queries by a stratified random subset (a CPU-budget deviation; None = all).
+    """
+    neg, pos = _class_indices(task)
+    neg, pos = rng.permutation(neg), rng.permutation(pos)
+    support = np.concatenate([neg[:k_shot], pos[:k_shot]])
+    rest_neg, rest_pos = neg[k_shot:], pos[k_shot:]
+    if max_queries is not None and len(rest_neg) + len(rest_pos) > max_queries:
+        n_pos = max(1, round(max_queries * len(rest_pos) / (len(rest_neg) + len(rest_pos))))
+        rest_neg, rest_pos = rest_neg[: max_queries - n_pos], rest_pos[:n_pos]
+    return _episode(task, support, np.concatenate([rest_neg, rest_pos]))
+
+
+def _episode(task: FewShotTask, support: np.ndarray, query: np.ndarray) -> Episode:
+    labels = np.asarray(task.labels, dtype=np.int32)
+    return Episode(task.task_id, [task.smiles[i] for i in support], labels[support],
+                   [task.smiles[i] for i in query], labels[query])

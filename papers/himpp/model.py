@@ -1,0 +1,246 @@
+"""HiMPP in Flax: GIN encoder with a property-level hypernetwork (FiLM-style node modulation), property-aware
+embedding, relation-graph predictor with a molecule-level controller over layers; plus ProtoNet and MAML heads."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from papers.himpp.featurize import NUM_ATOM_TYPES, NUM_BOND_DIRS, NUM_BOND_TYPES, NUM_CHIRALITY, GraphBatch
+
+Method = Literal["himpp", "no_property", "no_molecule", "par", "protonet", "maml"]
+METHODS: tuple[str, ...] = ("himpp", "no_property", "no_molecule", "par", "protonet", "maml")
+
+
+def uses_property_level(method: str) -> bool:
+    return method in ("himpp", "no_molecule")
+
+
+def uses_molecule_level(method: str) -> bool:
+    return method in ("himpp", "no_property")
+
+
+def mean_pool(h: jax.Array, g: GraphBatch) -> jax.Array:
+    """Mean of node states per graph; padded nodes sit in the extra segment that is dropped."""
+    n_graphs = g.graph_mask.shape[0]
+    sums = jax.ops.segment_sum(h, g.node_graph, num_segments=n_graphs + 1)[:n_graphs]
+    counts = jax.ops.segment_sum(jnp.ones_like(h[:, :1]), g.node_graph, num_segments=n_graphs + 1)[:n_graphs]
+    return sums / jnp.maximum(counts, 1.0)
+
+
+def class_means(x: jax.Array, labels: jax.Array, n_classes: int = 2) -> jax.Array:
+    """(C, d) mean of the rows of ``x`` (S, d) in each class; order-invariant within a class."""
+    onehot = jax.nn.one_hot(labels, n_classes, dtype=x.dtype)
+    return (onehot.T @ x) / jnp.maximum(onehot.sum(0)[:, None], 1.0)
+
+
+def modulate(h: jax.Array, w: jax.Array, b: jax.Array) -> jax.Array:
+    """Property-level adaptation of node states (Sec. 3.2): h <- h * (1 + w) + b."""
+    return h * (1.0 + w) + b
+
+
+def l2_normalise(x: jax.Array, eps: float = 1e-12) -> jax.Array:
+    return x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), eps)
+
+
+def controller_loss(layer_logits: jax.Array, layer_scores: jax.Array, labels: jax.Array) -> jax.Array:
+    """Molecule-level objective (Sec. 3.3): mean over queries of sum_l softmax(p)_l * CE(logits_l, y)."""
+    log_probs = jax.nn.log_softmax(layer_logits, axis=-1)  # (Q, L, 2)
+    ce = -jnp.take_along_axis(log_probs, labels[:, None, None], axis=-1)[..., 0]  # (Q, L)
+    return jnp.mean(jnp.sum(jax.nn.softmax(layer_scores, axis=-1) * ce, axis=-1))
+
+
+def select_layer_logits(layer_logits: jax.Array, layer_scores: jax.Array) -> jax.Array:
+    """Test-time depth choice (Sec. 3.3): the logits of argmax_l p_l for every query."""
+    best = jnp.argmax(layer_scores, axis=-1)
+    return jnp.take_along_axis(layer_logits, best[:, None, None], axis=1)[:, 0]
+
+
+class ResidualMLP(nn.Module):
+    """Dense to ``hidden`` then ``depth`` residual ReLU blocks."""
+
+    hidden: int
+    depth: int = 3
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        x = nn.Dense(self.hidden)(x)
+        for _ in range(self.depth):
+            x = x + nn.Dense(self.hidden)(nn.relu(nn.Dense(self.hidden)(nn.relu(x))))
+        return x
+
+
+class SetEncoder(nn.Module):
+    """Labelled-set encoder: per-sample [x ; onehot(y)] -> 3 residual layers -> class means -> concat -> 3 layers."""
+
+    hidden: int
+    out: int
+
+    @nn.compact
+    def __call__(self, x: jax.Array, labels: jax.Array) -> jax.Array:
+        z = ResidualMLP(self.hidden)(jnp.concatenate([x, jax.nn.one_hot(labels, 2, dtype=x.dtype)], axis=-1))
+        z = class_means(z, labels).reshape(-1)
+        return nn.Dense(self.out)(nn.relu(ResidualMLP(self.hidden)(z)))
+
+
+class PropertyHypernet(nn.Module):
+    """Property-level hypernetwork of one GIN layer: support graph vectors + labels -> (w_l, b_l), L2-normalised."""
+
+    dim: int
+    hidden: int
+
+    @nn.compact
+    def __call__(self, pooled: jax.Array, labels: jax.Array) -> tuple[jax.Array, jax.Array]:
+        out = SetEncoder(self.hidden, 2 * self.dim)(pooled, labels)
+        return l2_normalise(out[: self.dim]), l2_normalise(out[self.dim:])
+
+
+class GINConv(nn.Module):
+    """GIN layer with bond embeddings (Hu et al. 2020): MLP(sum_{u in N(v) + v} (h_u + e_uv))."""
+
+    dim: int
+
+    @nn.compact
+    def __call__(self, h: jax.Array, g: GraphBatch) -> jax.Array:
+        edge = nn.Embed(NUM_BOND_TYPES, self.dim)(g.bond_type) + nn.Embed(NUM_BOND_DIRS, self.dim)(g.bond_dir)
+        agg = jax.ops.segment_sum(h[g.src] + edge, g.dst, num_segments=h.shape[0])
+        return nn.Dense(self.dim)(nn.relu(nn.Dense(2 * self.dim)(agg)))
+
+
+class GINEncoder(nn.Module):
+    """GIN over a padded flat graph batch, optionally modulated after each layer by the property hypernetwork."""
+
+    dim: int
+    layers: int
+    dropout: float
+    hyper_hidden: int
+    modulated: bool
+
+    def setup(self) -> None:
+        self.atom_embed = nn.Embed(NUM_ATOM_TYPES, self.dim)
+        self.chirality_embed = nn.Embed(NUM_CHIRALITY, self.dim)
+        self.convs = [GINConv(self.dim) for _ in range(self.layers)]
+        self.norms = [nn.LayerNorm() for _ in range(self.layers)]
+        self.hypernets = [PropertyHypernet(self.dim, self.hyper_hidden) for _ in range(self.layers)] \
+            if self.modulated else []
+        self.drop = nn.Dropout(self.dropout)
+
+    def __call__(self, g: GraphBatch, labels: jax.Array | None = None, films: list | None = None,
+                 train: bool = False, return_nodes: bool = False) -> tuple[jax.Array, list]:
+        """Graph embeddings (G, dim) (node states (N, dim) if ``return_nodes``) and the per-layer (w, b);
+        the support pass (films=None) computes them."""
+        h = self.atom_embed(g.atom) + self.chirality_embed(g.chirality)
+        computed = []
+        for layer in range(self.layers):
+            h = self.norms[layer](self.convs[layer](h, g))
+            if layer < self.layers - 1:
+                h = nn.relu(h)
+            h = self.drop(h, deterministic=not train)
+            if self.modulated:
+                if films is None:
+                    w, b = self.hypernets[layer](mean_pool(h, g), labels)
+                else:
+                    w, b = films[layer]
+                computed.append((w, b))
+                h = modulate(h, w, b)
+        return (h if return_nodes else mean_pool(h, g)), computed
+
+
+class RelationLayer(nn.Module):
+    """One relation-graph step over [support ; query] per query (PAR): learned edges, top-k, aggregate, update."""
+
+    dim: int
+    top_k: int
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:  # (Q, n, d)
+        closeness = jnp.exp(-jnp.abs(x[:, :, None, :] - x[:, None, :, :]))
+        a = nn.sigmoid(nn.Dense(1)(nn.relu(nn.Dense(self.dim)(closeness))))[..., 0]  # (Q, n, n)
+        k = min(self.top_k, x.shape[1])
+        threshold = jnp.sort(a, axis=-1)[..., -k][..., None]
+        a = jnp.where(a >= threshold, a, 0.0)
+        a = a / jnp.sum(a, axis=-1, keepdims=True)
+        update = nn.Dense(self.dim)(nn.relu(nn.Dense(self.dim)(jnp.concatenate([x, a @ x], axis=-1))))
+        return nn.LayerNorm()(x + update)
+
+
+class FewShotModel(nn.Module):
+    """All methods share the GIN encoder; ``method`` picks the adaptation and the head."""
+
+    method: str
+    hidden: int = 300
+    gin_layers: int = 5
+    dropout: float = 0.5
+    hyper_hidden: int = 128
+    embed_dim: int = 128
+    predictor_layers: int = 5
+    top_k: int = 10
+    maml_inner_steps: int = 5
+    maml_inner_lr: float = 0.5
+
+    def setup(self) -> None:
+        self.encoder = GINEncoder(self.hidden, self.gin_layers, self.dropout, self.hyper_hidden,
+                                  uses_property_level(self.method))
+        if self.method == "maml":
+            self.head_w = self.param("head_w", nn.initializers.zeros, (self.hidden, 2))
+            self.head_b = self.param("head_b", nn.initializers.zeros, (2,))
+        if self.method in ("protonet", "maml"):
+            return
+        self.context_mlp = ResidualMLP(self.embed_dim, depth=2)
+        self.relation_layers = [RelationLayer(self.embed_dim, self.top_k) for _ in range(self.predictor_layers)]
+        if uses_molecule_level(self.method):
+            self.support_set_encoder = SetEncoder(self.hyper_hidden, self.hyper_hidden)
+            self.controller = ResidualMLP(self.hyper_hidden, depth=1)
+            self.controller_out = nn.Dense(self.predictor_layers)
+
+    def encode_support(self, gs: GraphBatch, ys: jax.Array, train: bool = False) -> tuple[jax.Array, list]:
+        return self.encoder(gs, ys, None, train)
+
+    def encode_queries(self, gq: GraphBatch, films: list, train: bool = False) -> jax.Array:
+        return self.encoder(gq, None, films if films else None, train)[0]
+
+    def predict(self, s: jax.Array, ys: jax.Array, q: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """Per-layer logits (Q, L, 2) and controller scores (Q, L) for queries ``q`` given support ``s``."""
+        if self.method == "protonet":  # Snell et al. 2017: negative squared distance to the class means
+            d2 = jnp.sum((q[:, None, :] - class_means(s, ys)[None]) ** 2, axis=-1) / s.shape[-1]
+            return -d2[:, None, :], jnp.zeros((q.shape[0], 1))
+        if self.method == "maml":
+            return self._maml(s, ys, q)
+        # property-aware embedding (PAR's context MLP): each molecule with the task context
+        context = jnp.mean(s, axis=0, keepdims=True)
+        es = self.context_mlp(jnp.concatenate([s, jnp.broadcast_to(context, s.shape)], -1))
+        eq = self.context_mlp(jnp.concatenate([q, jnp.broadcast_to(context, q.shape)], -1))
+        n_s = es.shape[0]
+        x = jnp.concatenate([jnp.broadcast_to(es, (eq.shape[0], *es.shape)), eq[:, None, :]], axis=1)
+        logits = []
+        for layer in self.relation_layers:
+            x = layer(x)
+            prototypes = jax.vmap(lambda xs: class_means(xs, ys))(x[:, :n_s])  # (Q, 2, d) ADC class weights
+            logits.append(jnp.einsum("qd,qcd->qc", x[:, n_s], prototypes) / jnp.sqrt(self.embed_dim))
+        layer_logits = jnp.stack(logits, axis=1)
+        if not uses_molecule_level(self.method):
+            return layer_logits, jnp.zeros(layer_logits.shape[:2])
+        task_code = self.support_set_encoder(es, ys)
+        inp = jnp.concatenate([jnp.broadcast_to(task_code, (eq.shape[0], task_code.shape[0])), eq], axis=-1)
+        return layer_logits, self.controller_out(nn.relu(self.controller(inp)))
+
+    def _maml(self, s: jax.Array, ys: jax.Array, q: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """MAML (Finn et al. 2017) with the inner loop on the linear head (jax.grad through the steps)."""
+
+        def support_loss(head: tuple[jax.Array, jax.Array]) -> jax.Array:
+            logp = jax.nn.log_softmax(s @ head[0] + head[1])
+            return -jnp.mean(jnp.take_along_axis(logp, ys[:, None], axis=-1))
+
+        head = (self.head_w, self.head_b)
+        for _ in range(self.maml_inner_steps):
+            grads = jax.grad(support_loss)(head)
+            head = jax.tree.map(lambda p, gr: p - self.maml_inner_lr * gr, head, grads)
+        return (q @ head[0] + head[1])[:, None, :], jnp.zeros((q.shape[0], 1))
+
+    def __call__(self, gs: GraphBatch, ys: jax.Array, gq: GraphBatch, train: bool = False):
+        s, films = self.encode_support(gs, ys, train)
+        q = self.encode_queries(gq, films, train)
+        return self.predict(s, ys, q)

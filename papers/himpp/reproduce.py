@@ -1,0 +1,150 @@
+"""The whole reproduction for a config: every dataset x shot x method x seed (plus HiMPP and PAR from the
+self-supervised pretrained encoder when ``pretrain_steps`` > 0), ending in a markdown table.
+
+python -m papers.himpp.reproduce --config papers/himpp/configs/small.yaml --out papers/himpp/results/small
+Finished runs are skipped and interrupted ones resume, so the command can simply be run again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from papers.himpp.common import load_benchmark, plot_losses, pretrained_encoder, train_and_test
+from papers.himpp.config import HiMPPConfig
+from papers.himpp.featurize import GraphCache
+from papers.himpp.training import CHECKPOINT
+from shared.runs import Run, load_config, parse_run_args
+
+PRETRAINED = ("himpp", "par")  # the methods also run from the pretrained encoder
+LABELS = {"himpp": "HiMPP", "no_property": "HiMPP w/o property-level", "no_molecule": "HiMPP w/o molecule-level",
+          "par": "PAR (no hypernetworks)", "protonet": "ProtoNet", "maml": "MAML (head inner loop)"}
+PAPER_NOTE = ("The paper's table could not be read on this machine (research notes: 'headline table numbers not "
+              "confirmed'), so no paper numbers are printed; compare with Table 1 of arXiv 2310.00614.")
+
+
+def variant_name(method: str, pretrained: bool) -> str:
+    return f"{method}+pretrain" if pretrained else method
+
+
+def run_grid(cfg: HiMPPConfig, out: Path, on_row: Callable[[list[dict[str, Any]]], None] | None = None,
+             progress: bool = True) -> list[dict[str, Any]]:
+    """Train and test every cell of the grid (skipping finished ones); returns the runs' metrics.
+    ``on_row`` sees the rows so far after each run (reproduce.py rewrites its partial results)."""
+    rows = []
+    benches, inits, pre_curves = {}, {}, {}
+    for dataset in cfg.datasets:  # featurise once; pretrain once per data set (shared by every shot and method)
+        cache = GraphCache()
+        benches[dataset] = (load_benchmark(dataset, cache), cache)
+        inits[dataset], pre_curves[dataset] = pretrained_encoder(
+            dataclasses.replace(cfg, dataset=dataset), benches[dataset][0], cache, out / f"pretrain_{dataset}",
+            progress)
+        if pre_curves[dataset]:
+            plot_losses({f"attribute masking ({dataset})": pre_curves[dataset]}, out / f"pretrain_{dataset}_loss.png")
+    for k in cfg.shots:
+        for dataset in cfg.datasets:
+            bench, cache = benches[dataset]
+            init = inits[dataset]
+            for seed in cfg.seeds:
+                for method in cfg.methods:
+                    for pre in (False, True):
+                        if pre and (init is None or method not in PRETRAINED):
+                            continue
+                        run_cfg = dataclasses.replace(cfg, dataset=dataset, k_shot=k, method=method, seed=seed)
+                        run_dir = out / "runs" / f"{dataset}_{k}shot_{variant_name(method, pre)}_s{seed}"
+                        done = run_dir / "metrics.json"
+                        if done.exists():
+                            metrics = json.loads(done.read_text())
+                        else:
+                            metrics = train_and_test(run_cfg, run_dir, cache, bench, init if pre else None,
+                                                     progress)
+                            (run_dir / CHECKPOINT).unlink(missing_ok=True)  # keep committed results small
+                        metrics["losses_file"] = str(run_dir / "metrics.jsonl")
+                        rows.append({**metrics, "variant": variant_name(method, pre), "seed": seed})
+                        if on_row is not None:
+                            on_row(rows)
+    for dataset in cfg.datasets:
+        shutil.rmtree(out / f"pretrain_{dataset}", ignore_errors=True)
+    return rows
+
+
+def summarise(rows: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, float]]]:
+    """variant -> 'dataset k-shot' -> mean / std of the test ROC-AUC over seeds (over support draws if 1 seed)."""
+    table: dict[str, dict[str, dict[str, float]]] = {}
+    cells: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in rows:
+        cells.setdefault((r["variant"], f"{r['dataset']} {r['k_shot']}-shot"), []).append(r)
+    for (variant, column), runs in cells.items():
+        aucs = np.array([r["roc_auc"] for r in runs])
+        std = float(aucs.std()) if len(runs) > 1 else float(runs[0]["roc_auc_std"])
+        table.setdefault(variant, {})[column] = {"mean": float(aucs.mean()), "std": std, "n_seeds": len(runs)}
+    return table
+
+
+def markdown(table: dict[str, dict[str, dict[str, float]]], columns: list[str]) -> str:
+    lines = ["| method | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    for variant, cells in table.items():
+        method, _, pre = variant.partition("+")
+        name = LABELS[method] + (" + attribute-masking pretraining" if pre else "")
+        vals = [f"{100 * cells[c]['mean']:.2f} ± {100 * cells[c]['std']:.2f}" if c in cells else "-" for c in columns]
+        lines.append(f"| {name} | " + " | ".join(vals) + " |")
+    return "\n".join(lines)
+
+
+def plot_bars(table: dict[str, dict[str, dict[str, float]]], columns: list[str], path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(max(6, 1.8 * len(columns)), 4))
+    width = 0.8 / max(len(table), 1)
+    for i, (variant, cells) in enumerate(table.items()):
+        xs = [j + i * width for j, c in enumerate(columns) if c in cells]
+        ax.bar(xs, [100 * cells[c]["mean"] for c in columns if c in cells], width,
+               yerr=[100 * cells[c]["std"] for c in columns if c in cells], label=variant)
+    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(columns))], columns)
+    ax.axhline(50, color="grey", lw=0.8, ls="--")
+    ax.set_ylabel("test ROC-AUC (%)")
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parse_run_args(argv, __doc__)
+    cfg = load_config(HiMPPConfig, args.config, args.overrides)
+    out = Path(args.out)
+    run = Run(out, cfg, tensorboard=False)
+    columns = [f"{d} {k}-shot" for d in cfg.datasets for k in cfg.shots]
+    rows = run_grid(cfg, out, lambda rows: write_results(cfg, args.config, out, rows, columns, final=False))
+    report, table = write_results(cfg, args.config, out, rows, columns, final=True)
+    print(report)
+    return run.finish({"table": table})
+
+
+def write_results(cfg: HiMPPConfig, config_path: str, out: Path, rows: list[dict[str, Any]], columns: list[str],
+                  final: bool) -> tuple[str, dict[str, Any]]:
+    """results.md, results.json and the plots for the rows so far (marked partial until the grid is done)."""
+    table = summarise(rows)
+    text = markdown(table, columns)
+    plot_bars(table, columns, out / "roc_auc.png")
+    plot_losses({f"{r['variant']} {r['dataset']} {r['k_shot']}-shot": [
+        row["train_loss"] for row in map(json.loads, Path(r["losses_file"]).read_text().splitlines())
+        if "train_loss" in row] for r in rows if r["variant"] == "himpp"}, out / "himpp_loss.png")
+    status = "" if final else " (PARTIAL: the grid is still running or was interrupted)"
+    report = (f"# HiMPP reproduction ({config_path}){status}\n\nTest ROC-AUC (%), mean ± std "
+              f"(over seeds, or over {cfg.test_repeats} support draws when one seed), "
+              f"{cfg.test_max_queries or 'all'} queries per test episode.\n\n{text}\n\n{PAPER_NOTE}\n")
+    (out / "results.md").write_text(report)
+    results = {"table": table, "runs": [{k: v for k, v in r.items() if k != "losses_file"} for r in rows]}
+    (out / "results.json").write_text(json.dumps(results, indent=2))
+    return report, table
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,54 @@
+"""Task splits and episode sampling."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from papers.himpp.episodes import check_disjoint, drop_unparseable, sample_episode, sample_test_episode
+from papers.himpp.featurize import GraphCache
+from shared.data import load
+from shared.data.molecules import FewShotBenchmark, FewShotTask
+
+
+@pytest.mark.parametrize("name", ["tox21", "sider", "muv"])
+def test_train_and_test_tasks_are_disjoint(name: str) -> None:
+    bench = load(name)
+    check_disjoint(bench)
+    assert set(bench.train_tasks).isdisjoint(bench.test_tasks) and bench.test_tasks
+
+
+def test_overlapping_split_is_rejected() -> None:
+    task = FewShotTask(1, ["C", "CC"], [0, 1])
+    with pytest.raises(ValueError, match="both the train and the test"):
+        check_disjoint(FewShotBenchmark("x", {1: task}, [1], [1]))
+
+
+def test_training_episode_is_balanced_and_disjoint(sider) -> None:
+    task = sider.tasks[sider.train_tasks[0]]
+    ep = sample_episode(task, 5, 16, np.random.default_rng(0))
+    assert ep.support_labels.tolist() == [0] * 5 + [1] * 5
+    assert ep.query_labels.tolist() == [0] * 8 + [1] * 8
+    assert set(ep.support_smiles).isdisjoint(ep.query_smiles)
+    again = sample_episode(task, 5, 16, np.random.default_rng(0))
+    assert again.support_smiles == ep.support_smiles  # same seed, same episode
+
+
+def test_test_episode_queries_every_other_molecule(sider) -> None:
+    task = sider.tasks[sider.test_tasks[0]]
+    ep = sample_test_episode(task, 10, np.random.default_rng(1))
+    assert len(ep.query_smiles) == len(task.smiles) - 20
+    assert sorted(ep.support_smiles + ep.query_smiles) == sorted(task.smiles)
+    capped = sample_test_episode(task, 10, np.random.default_rng(1), max_queries=50)
+    assert len(capped.query_smiles) == 50 and set(capped.query_labels.tolist()) == {0, 1}
+
+
+def test_too_small_task_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="too few"):
+        sample_episode(FewShotTask(1, ["C", "CC", "CCC"], [0, 1, 1]), 2, 4, np.random.default_rng(0))
+
+
+def test_unparseable_molecules_are_dropped() -> None:
+    bench = FewShotBenchmark("x", {1: FewShotTask(1, ["CCO", "C1CC(", "N"], [0, 1, 1])}, [1], [])
+    clean, n_bad = drop_unparseable(bench, GraphCache())
+    assert n_bad == 1 and clean.tasks[1].smiles == ["CCO", "N"] and clean.tasks[1].labels == [0, 1]

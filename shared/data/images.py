@@ -1,14 +1,16 @@
-"""MNIST and Fashion-MNIST from their IDX files (gzip-compressed or not)."""
+"""Image data sets: MNIST and Fashion-MNIST (IDX files), CIFAR-10 (python tarball), CelebA-64 (aligned JPEGs)."""
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from shared.data.registry import DataCorruptError, data_home, find_source, verify_files
+from shared.data.registry import DataCorruptError, DataMissingError, data_home, find_source, verify_files
 
 _FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -96,3 +98,72 @@ def load_cifar10(split: str = "train", root: str | Path | None = None) -> dict[s
     if digest != CIFAR10_MD5:
         raise DataCorruptError(f"{src / CIFAR10_TARBALL}: md5 {digest} is not the published {CIFAR10_MD5}; download it again")
     return read_cifar10_tarball(src / CIFAR10_TARBALL, split)
+
+
+# Published by the CelebA authors' mirror list (also checked by torchvision's CelebA); no sha256 is published.
+CELEBA_MD5 = {"img_align_celeba.zip": "00d2c5bc6d35e252742224ab0c1e8fcb", "list_eval_partition.txt": "d32c9cbf5e040fd4025c592c306e6668"}
+CELEBA_SPLITS = {"train": 0, "valid": 1, "test": 2}
+# The 128x128 face box centred at (x=89, y=121) of the 178x218 aligned image (D2C's crop, used by U-ViT's CelebA-64).
+CELEBA_FACE_BOX = (89 - 64, 121 - 64, 89 + 64, 121 + 64)
+
+
+def celeba_face_crop(image: Any, size: int = 64) -> np.ndarray:
+    """Crop a PIL image of an aligned CelebA face to ``CELEBA_FACE_BOX`` and resize it to ``size`` (bilinear, RGB)."""
+    from PIL import Image
+
+    return np.asarray(image.convert("RGB").crop(CELEBA_FACE_BOX).resize((size, size), Image.Resampling.BILINEAR))
+
+
+def _md5(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def load_celeba64(
+    split: str = "train", root: str | Path | None = None, limit: int | None = None, check_md5: bool = True
+) -> dict[str, np.ndarray]:
+    """{'images': uint8 (N, 64, 64, 3)}: CelebA's aligned faces of one official split, face-cropped and resized.
+
+    Reads ``list_eval_partition.txt`` and either the folder ``img_align_celeba/`` or ``img_align_celeba.zip`` from
+    ``root``, $CELEBA_DIR or <data home>/celeba; N = 162770 train, 19867 valid, 19962 test (``limit``: the first N).
+    ``check_md5`` compares the partition file and the zip with the md5s the authors publish.
+    """
+    import zipfile
+
+    from PIL import Image
+    from tqdm.auto import tqdm
+
+    if split not in CELEBA_SPLITS:
+        raise ValueError(f"split must be one of {list(CELEBA_SPLITS)}, got {split!r}")
+    if limit is not None and limit <= 0:
+        raise ValueError(f"limit must be positive, got {limit}")
+    env = Path(os.environ["CELEBA_DIR"]) if "CELEBA_DIR" in os.environ else None
+    candidates = [Path(root)] if root else [env, data_home() / "celeba"]
+    src = find_source("celeba64", candidates, ["list_eval_partition.txt"])
+    folder, archive = src / "img_align_celeba", src / "img_align_celeba.zip"
+    if not folder.is_dir() and not archive.is_file():
+        raise DataMissingError(f"{src} has list_eval_partition.txt but neither img_align_celeba/ nor img_align_celeba.zip")
+    checked = [src / "list_eval_partition.txt"] + ([] if folder.is_dir() else [archive])
+    for path in checked if check_md5 else []:
+        if _md5(path) != CELEBA_MD5[path.name]:
+            raise DataCorruptError(f"{path}: md5 is not the published {CELEBA_MD5[path.name]}; download it again")
+    names = [
+        line.split()[0]
+        for line in (src / "list_eval_partition.txt").read_text().splitlines()
+        if line.strip() and int(line.split()[1]) == CELEBA_SPLITS[split]
+    ][:limit]
+    out = np.empty((len(names), 64, 64, 3), dtype=np.uint8)
+    with contextlib.nullcontext() if folder.is_dir() else zipfile.ZipFile(archive) as zf:
+        for i, name in enumerate(tqdm(names, desc=f"celeba64 {split}", mininterval=5, disable=len(names) < 1000)):
+            path = folder / name
+            if zf is None and not path.exists():
+                raise DataMissingError(f"{path} is listed in list_eval_partition.txt but missing")
+            with Image.open(path if zf is None else zf.open(f"img_align_celeba/{name}")) as image:
+                out[i] = celeba_face_crop(image)
+    return {"images": out}
+

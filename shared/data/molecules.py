@@ -1,13 +1,22 @@
-"""Few-shot molecular property tasks in PAR's per-task layout (Tox21, SIDER, MUV, ToxCast), with official splits."""
+"""Few-shot molecular property tasks: PAR's per-task layout (Tox21, SIDER, MUV, ToxCast) and FS-Mol, with official splits."""
 
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import json
 import os
 from pathlib import Path
 
-from shared.data.registry import DataMissingError, entry, kit_data_dir, tree_digest, verify
+from shared.data.registry import (
+    DataMissingError,
+    data_home,
+    entry,
+    find_source,
+    kit_data_dir,
+    tree_digest,
+    verify,
+)
 
 # Train/test task numbers (1-based folder names) used by PAR and PACIA/HiMPP.
 TASK_SPLITS: dict[str, tuple[range, range]] = {
@@ -23,6 +32,7 @@ class FewShotTask:
     task_id: int
     smiles: list[str]
     labels: list[int]  # 1 = active (positive), 0 = inactive
+    name: str = ""  # the source's own task name where it has one (FS-Mol's CHEMBL assay id)
 
     @property
     def n_pos(self) -> int:
@@ -35,6 +45,7 @@ class FewShotBenchmark:
     tasks: dict[int, FewShotTask]
     train_tasks: list[int]
     test_tasks: list[int]
+    valid_tasks: list[int] = dataclasses.field(default_factory=list)
 
 
 def load_fewshot(dataset: str, root: str | Path | None = None, verify_files: bool = True) -> FewShotBenchmark:
@@ -60,3 +71,41 @@ def load_fewshot(dataset: str, root: str | Path | None = None, verify_files: boo
         tasks[task_id] = FewShotTask(task_id, list(negatives) + list(positives), [0] * len(negatives) + [1] * len(positives))
     train_ids, test_ids = TASK_SPLITS[name]
     return FewShotBenchmark(name, tasks, [t for t in train_ids if t in tasks], [t for t in test_ids if t in tasks])
+
+
+FSMOL_SPLITS = ("train", "valid", "test")
+
+
+def read_fsmol_task(path: Path, task_id: int) -> FewShotTask:
+    """One FS-Mol task file: JSON lines with 'SMILES' and 'Property' ("1.0" active); active = Property > 0.5."""
+    smiles, labels = [], []
+    with gzip.open(path, "rt") as fh:
+        for line in fh:
+            if line.strip():
+                record = json.loads(line)
+                smiles.append(record["SMILES"])
+                labels.append(int(float(record["Property"]) > 0.5))
+    return FewShotTask(task_id, smiles, labels, name=path.name.removesuffix(".jsonl.gz"))
+
+
+def load_fsmol(root: str | Path | None = None, max_tasks_per_split: int | None = None) -> FewShotBenchmark:
+    """FS-Mol's ``train/``, ``valid/`` and ``test/`` folders of ``<CHEMBL id>.jsonl.gz`` task files.
+
+    ``root`` defaults to $FSMOL_DIR, then <data home>/fsmol. Tasks are numbered from 1 in split order (train, valid,
+    test; files sorted by name), each keeping its CHEMBL id as ``name``; ``max_tasks_per_split`` reads only the
+    first tasks of each split (the full train split is about 5,000 files).
+    """
+    env = Path(os.environ["FSMOL_DIR"]) if "FSMOL_DIR" in os.environ else None
+    src = find_source("fsmol", [Path(root)] if root else [env, data_home() / "fsmol"], FSMOL_SPLITS)
+    tasks: dict[int, FewShotTask] = {}
+    ids: dict[str, list[int]] = {}
+    for split in FSMOL_SPLITS:
+        files = sorted((src / split).glob("*.jsonl.gz"))[:max_tasks_per_split]
+        if not files:
+            raise DataMissingError(f"{src / split} holds no *.jsonl.gz task files. How to get it: {entry('fsmol').how_to_get}")
+        ids[split] = []
+        for f in files:
+            task = read_fsmol_task(f, len(tasks) + 1)
+            tasks[task.task_id] = task
+            ids[split].append(task.task_id)
+    return FewShotBenchmark("fsmol", tasks, ids["train"], ids["test"], valid_tasks=ids["valid"])

@@ -149,3 +149,96 @@ def test_cifar10_reader_layout_and_checks(tmp_path: Path, monkeypatch: pytest.Mo
     monkeypatch.setenv("ML_PAPERS_DATA", str(tmp_path / "empty"))
     with pytest.raises(DataMissingError, match="CIFAR10_DIR"):
         load("cifar10", split="train")
+
+
+def _fake_celeba(root: Path, as_zip: bool) -> list[str]:
+    """Three 178x218 'aligned faces': grey background, the face box painted a per-image colour."""
+    import zipfile
+
+    from PIL import Image
+
+    from shared.data.images import CELEBA_FACE_BOX
+
+    names = ["000001.jpg", "000002.jpg", "000003.jpg"]
+    (root / "list_eval_partition.txt").write_text("000001.jpg 0\n000002.jpg 2\n000003.jpg 0\n")
+    images = {}
+    for i, name in enumerate(names):
+        pixels = np.zeros((218, 178, 3), dtype=np.uint8)
+        left, top, right, bottom = CELEBA_FACE_BOX
+        pixels[top:bottom, left:right] = (40 * i, 200, 255 - 40 * i)
+        images[name] = pixels
+    if as_zip:
+        with zipfile.ZipFile(root / "img_align_celeba.zip", "w") as zf:
+            for name, pixels in images.items():
+                with zf.open(f"img_align_celeba/{name}", "w") as fh:
+                    Image.fromarray(pixels).save(fh, format="JPEG", quality=100, subsampling=0)
+    else:
+        (root / "img_align_celeba").mkdir()
+        for name, pixels in images.items():
+            Image.fromarray(pixels).save(root / "img_align_celeba" / name, quality=100, subsampling=0)
+    return names
+
+
+@pytest.mark.parametrize("as_zip", [False, True])
+def test_celeba64_split_crop_and_checks(tmp_path: Path, as_zip: bool) -> None:
+    _fake_celeba(tmp_path, as_zip)
+    train = load("celeba64", split="train", root=tmp_path, check_md5=False)["images"]
+    assert train.shape == (2, 64, 64, 3) and train.dtype == np.uint8
+    # the crop keeps exactly the painted face box: every output pixel has that image's colour (JPEG tolerance)
+    for image, colour in zip(train, [(0, 200, 255), (80, 200, 175)]):
+        assert np.abs(image.astype(int) - colour).max() <= 12
+    assert load("celeba64", split="test", root=tmp_path, check_md5=False)["images"].shape == (1, 64, 64, 3)
+    assert load("celeba64", split="train", root=tmp_path, limit=1, check_md5=False)["images"].shape == (1, 64, 64, 3)
+    with pytest.raises(DataCorruptError, match="md5"):
+        load("celeba64", split="train", root=tmp_path)
+    with pytest.raises(ValueError, match="split must be one of"):
+        load("celeba64", split="validation", root=tmp_path)
+
+
+def test_celeba64_missing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ML_PAPERS_DATA", str(tmp_path))
+    monkeypatch.delenv("CELEBA_DIR", raising=False)
+    with pytest.raises(DataMissingError, match="CELEBA_DIR"):
+        load("celeba64", split="train")
+    (tmp_path / "celeba").mkdir()
+    (tmp_path / "celeba" / "list_eval_partition.txt").write_text("000001.jpg 0\n")
+    with pytest.raises(DataMissingError, match="neither img_align_celeba"):
+        load("celeba64", split="train", check_md5=False)
+    (tmp_path / "celeba" / "img_align_celeba").mkdir()
+    with pytest.raises(DataMissingError, match="000001.jpg is listed"):
+        load("celeba64", split="train", check_md5=False)
+
+
+def _write_fsmol_task(path: Path, smiles: list[str], labels: list[int]) -> None:
+    import json
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = [json.dumps({"SMILES": s, "Property": f"{y:.1f}", "Assay_ID": path.name}) for s, y in zip(smiles, labels)]
+    path.write_bytes(gzip.compress(("\n".join(lines) + "\n").encode()))
+
+
+def test_fsmol_layout_from_real_tox21_molecules(tmp_path: Path) -> None:
+    tox21 = load("tox21")
+    task = tox21.tasks[1]
+    pos = [s for s, y in zip(task.smiles, task.labels) if y][:3]
+    neg = [s for s, y in zip(task.smiles, task.labels) if not y][:5]
+    for split, names in (("train", ["CHEMBL2", "CHEMBL1"]), ("valid", ["CHEMBL7"]), ("test", ["CHEMBL9"])):
+        for name in names:
+            _write_fsmol_task(tmp_path / split / f"{name}.jsonl.gz", pos + neg, [1] * len(pos) + [0] * len(neg))
+    bench = load("fsmol", root=tmp_path)
+    assert (bench.train_tasks, bench.valid_tasks, bench.test_tasks) == ([1, 2], [3], [4])
+    assert [bench.tasks[i].name for i in (1, 2, 3, 4)] == ["CHEMBL1", "CHEMBL2", "CHEMBL7", "CHEMBL9"]
+    assert bench.tasks[4].smiles == pos + neg and bench.tasks[4].labels == [1, 1, 1, 0, 0, 0, 0, 0]
+    assert bench.tasks[4].n_pos == 3
+    assert load("fsmol", root=tmp_path, max_tasks_per_split=1).train_tasks == [1]
+
+
+def test_fsmol_missing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ML_PAPERS_DATA", str(tmp_path))
+    monkeypatch.delenv("FSMOL_DIR", raising=False)
+    with pytest.raises(DataMissingError, match="FSMOL_DIR"):
+        load("fsmol")
+    for split in ("train", "valid", "test"):
+        (tmp_path / "fsmol" / split).mkdir(parents=True)
+    with pytest.raises(DataMissingError, match="holds no"):
+        load("fsmol")

@@ -30,8 +30,8 @@ class Config:
     tmax: int = 800
     loss_scale: float = 100.0  # "lsg": generator loss scaled by lsg / batch
     gen_steps: int = 1  # K of few-step SiD (1 = one-step)
-    guidance: Literal["none", "cfg", "zero_cfg", "anti_cfg"] = "none"
-    teacher_cfg: float = 2.0  # CFG scale of the teacher when guidance = cfg
+    guidance: Literal["none", "cfg", "lsg", "zero_cfg", "anti_cfg"] = "none"
+    teacher_cfg: float = 2.0  # CFG scale of the teacher when guidance = cfg; the one LSG scale kappa when = lsg
     anti_cfg: float = -1.0  # guidance scale of the fake score network when guidance = anti_cfg
     steps: int = 2000  # alternating (fake, generator) updates
     batch_size: int = 256
@@ -45,9 +45,11 @@ class Config:
     log_every: int = 50
     bench_batch: int = 256
     bench_repeats: int = 3
-    # reproduce.py: which 2-D variants to distil, and an optional image config run after them
+    # reproduce.py: which 2-D variants (task=toy only) to distil, and an optional image config run after them
     toy_variants: list[str] = dataclasses.field(default_factory=lambda: ["alpha1.0", "alpha1.2"])
     image_config: str = ""
+    # reproduce.py on an image config: which SiD runs of its teacher (uncond; or cond / cfg / zero_cfg / anti_cfg)
+    image_variants: list[str] = dataclasses.field(default_factory=lambda: ["uncond"])
 
     def __post_init__(self) -> None:
         if self.gen_steps < 1:

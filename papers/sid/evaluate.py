@@ -18,8 +18,8 @@ import torch
 from papers.sid.config import Config
 from papers.sid.edm import heun_evaluations
 from papers.sid.metrics import Sampler, draw, generator_sampler, quality, teacher_sampler
-from papers.sid.task import Task, build_task, make_network
-from shared.runs import CheckpointError, load_checkpoint, load_config, parse_run_args
+from papers.sid.task import Task, build_task, make_network, teacher_path
+from shared.runs import CheckpointError, load_checkpoint, load_config, parse_run_args, save_checkpoint
 
 
 def load_generator(cfg: Config, out: Path, num_classes: int) -> torch.nn.Module:
@@ -37,8 +37,25 @@ def timed_draw(sampler: Sampler, task: Task, n: int, seed: int) -> tuple[torch.T
     return samples, labels, n / (time.perf_counter() - start)
 
 
+def teacher_draw(cfg: Config, task: Task, out: Path, sampler: Sampler) -> tuple[torch.Tensor, np.ndarray | None, float]:
+    """The teacher's Heun samples; for cached image teachers they are kept beside the teacher (keyed by the teacher,
+    its CFG scale, Heun steps, sample count and seed) so that SiD variants of one teacher share one draw."""
+    if cfg.task != "image" or not cfg.teacher_cache:
+        return timed_draw(sampler, task, cfg.eval_samples, cfg.seed + 1)
+    scale = cfg.teacher_cfg if cfg.guidance in ("cfg", "lsg") else 1.0
+    path = teacher_path(cfg, out)
+    path = path.with_name(f"{path.stem}-heun{cfg.heun_steps}-cfg{scale:g}-n{cfg.eval_samples}-seed{cfg.seed + 1}.pt")
+    if path.exists():
+        cached = load_checkpoint(path)
+        return cached["samples"], cached["labels"], cached["samples_per_s"]
+    samples, labels, rate = timed_draw(sampler, task, cfg.eval_samples, cfg.seed + 1)
+    save_checkpoint(path, {"samples": samples, "labels": labels, "samples_per_s": rate})
+    return samples, labels, rate
+
+
 def plot_samples(path: Path, cfg: Config, panels: dict[str, tuple[torch.Tensor, np.ndarray | None]], task: Task) -> None:
-    """Scatter plots (toy, coloured by class when conditional) or 8x8 image grids, one panel per sampler."""
+    """Scatter plots (toy, coloured by class when conditional) or image grids (8x8; 10x10 with one class per column
+    when conditional), one panel per sampler."""
     fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 4), squeeze=False)
     for ax, (name, (x, labels)) in zip(axes[0], panels.items()):
         if cfg.task == "toy":
@@ -48,9 +65,10 @@ def plot_samples(path: Path, cfg: Config, panels: dict[str, tuple[torch.Tensor, 
             ax.set_xlim(-3.5, 3.5)
             ax.set_ylim(-3.5, 3.5)
         else:
-            tiles = torch.full((64, 28, 28), -1.0)
-            tiles[: min(64, len(x))] = x[:64, 0].clamp(-1, 1)
-            grid = tiles.reshape(8, 8, 28, 28).permute(0, 2, 1, 3).reshape(224, 224)
+            side = task.num_classes or 8  # labels cycle through the classes: column c holds class c
+            tiles = torch.full((side * side, 28, 28), -1.0)
+            tiles[: min(side * side, len(x))] = x[: side * side, 0].clamp(-1, 1)
+            grid = tiles.reshape(side, side, 28, 28).permute(0, 2, 1, 3).reshape(28 * side, 28 * side)
             ax.imshow(grid.numpy(), cmap="gray", vmin=-1, vmax=1)
             ax.axis("off")
         ax.set_title(name, fontsize=9)
@@ -70,7 +88,10 @@ def evaluate(cfg: Config, out: str | Path, teacher: bool = True) -> dict[str, An
             teacher_sampler(cfg, task), heun_evaluations(cfg.heun_steps))
     rows, panels = [], {}
     for name, (sampler, nfe) in samplers.items():
-        samples, labels, rate = timed_draw(sampler, task, cfg.eval_samples, cfg.seed + 1)
+        if name.startswith("SiD"):
+            samples, labels, rate = timed_draw(sampler, task, cfg.eval_samples, cfg.seed + 1)
+        else:
+            samples, labels, rate = teacher_draw(cfg, task, out, sampler)
         rows.append({"sampler": name, "nfe": nfe, "samples_per_s": rate, **quality(cfg, task, samples, labels)})
         panels[name] = (samples, labels)
     plot_samples(out / "samples.png", cfg, panels, task)

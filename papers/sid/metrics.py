@@ -25,7 +25,7 @@ def teacher_sampler(cfg: Config, task: Task) -> Sampler:
     """The teacher's deterministic Heun sampler (35 evaluations for 18 steps), CFG included when asked."""
     from papers.sid.sid import guided
 
-    scale = cfg.teacher_cfg if cfg.guidance == "cfg" else 1.0
+    scale = cfg.teacher_cfg if cfg.guidance in ("cfg", "lsg") else 1.0
 
     def denoise(x: torch.Tensor, sigma: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
         return guided(task.teacher, x, sigma.reshape(-1).expand(len(x)), y, scale, task.num_classes)

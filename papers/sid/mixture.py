@@ -53,8 +53,9 @@ class MixtureDenoiser(nn.Module):
 
 def sample_statistics(samples: np.ndarray, reference: np.ndarray, mixture: GaussianMixture2D,
                       labels: np.ndarray | None = None) -> dict[str, float]:
-    """Energy distance and MMD to true samples, modes covered, fraction near a mode; class accuracy and
-    within-class spread (sample std around the mode over the true std) when samples carry their class."""
+    """Energy distance and MMD to true samples, modes covered, fraction near a mode; class accuracy, within-class
+    spread (sample std around the true mode over the true std) and within-class diversity (std around the class's
+    own sample mean over the true std: spread without the shift) when samples carry their class."""
     samples = np.asarray(samples, dtype=np.float64)
     d = np.sqrt(((samples[:, None, :] - mixture.means[None]) ** 2).sum(-1))
     nearest = d.argmin(1)
@@ -74,4 +75,6 @@ def sample_statistics(samples: np.ndarray, reference: np.ndarray, mixture: Gauss
         spreads = [np.sqrt(((samples[labels == c] - mixture.means[c]) ** 2).sum(1).mean() / 2)
                    for c in range(k) if (labels == c).sum() > 1]
         stats["within_class_std_ratio"] = float(np.mean(spreads) / mixture.std)
+        own = [np.sqrt(samples[labels == c].var(0).sum() / 2) for c in range(k) if (labels == c).sum() > 1]
+        stats["within_class_diversity"] = float(np.mean(own) / mixture.std)  # spread around the class's own mean
     return stats

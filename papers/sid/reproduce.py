@@ -27,6 +27,24 @@ TOY_VARIANTS: dict[str, list[str]] = {
     "cfg": ["conditional=true", "guidance=cfg"],
     "zero_cfg": ["conditional=true", "guidance=zero_cfg"],
     "anti_cfg": ["conditional=true", "guidance=anti_cfg"],
+    # guidance-scale sweep (configs/small_guidance.yaml); cfg = 2.0 and anti_cfg = -1.0 are the defaults above
+    "cfg1.2": ["conditional=true", "guidance=cfg", "teacher_cfg=1.2"],
+    "cfg1.5": ["conditional=true", "guidance=cfg", "teacher_cfg=1.5"],
+    "lsg1.5": ["conditional=true", "guidance=lsg", "teacher_cfg=1.5"],
+    "lsg2.0": ["conditional=true", "guidance=lsg", "teacher_cfg=2.0"],
+    "anti_cfg-0.1": ["conditional=true", "guidance=anti_cfg", "anti_cfg=-0.1"],
+    "anti_cfg-0.3": ["conditional=true", "guidance=anti_cfg", "anti_cfg=-0.3"],
+    "anti_cfg-0.5": ["conditional=true", "guidance=anti_cfg", "anti_cfg=-0.5"],
+    # more seeds for alpha 1.0 vs 1.2 (configs/small_seeds.yaml)
+    **{f"alpha{a}_seed{s}": [f"alpha={a}", f"seed={s}"] for a in ("1.0", "1.2") for s in (1, 2)},
+}
+IMAGE_VARIANTS: dict[str, list[str]] = {
+    "uncond": ["conditional=false", "guidance=none"],
+    "cond": ["conditional=true", "guidance=none"],
+    "cfg": ["conditional=true", "guidance=cfg"],
+    "lsg": ["conditional=true", "guidance=lsg"],
+    "zero_cfg": ["conditional=true", "guidance=zero_cfg"],
+    "anti_cfg": ["conditional=true", "guidance=anti_cfg"],
 }
 PAPER = ("Paper (CIFAR-10 32x32, Inception FID, 50k samples): unconditional SiD one-step 1.923 vs EDM teacher 1.97 "
          "(35 NFE); conditional SiD 1.710 vs EDM 1.79. The 2-D and MNIST numbers below are not comparable with them.")
@@ -61,7 +79,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     out = Path(args.out)
     run = Run(out, cfg, tensorboard=False)
     rows, curves, timings = [], {}, {}
-    for name in cfg.toy_variants:
+    for name in cfg.toy_variants if cfg.task == "toy" else []:
         if name not in TOY_VARIANTS:
             raise ValueError(f"unknown toy variant {name!r}; choose from {sorted(TOY_VARIANTS)}")
         sub = out / "toy" / name
@@ -71,14 +89,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         curves[name] = curve(sub, "energy_distance")
         rows += [{"part": "2-D", "variant": name, **r} for r in result["rows"]]
     feature_net = None
-    if cfg.image_config:
-        sub = out / "image"
-        train_metrics, result, seconds = run_variant(cfg.image_config, sub, [])
-        timings["image"] = seconds
-        timings["image/teacher_pretrain_or_load"] = train_metrics["pretrain_seconds"]
-        timings["image/sid_training"] = train_metrics["train_seconds"]
-        feature_net = result["feature_net"]
-        rows += [{"part": "image", "variant": load_config(Config, cfg.image_config).dataset, **r} for r in result["rows"]]
+    image = [(args.config, args.overrides)] if cfg.task == "image" else [(cfg.image_config, [])] if cfg.image_config else []
+    for config, overrides in image:
+        icfg = load_config(Config, config, overrides)
+        for name in icfg.image_variants:
+            if name not in IMAGE_VARIANTS:
+                raise ValueError(f"unknown image variant {name!r}; choose from {sorted(IMAGE_VARIANTS)}")
+            sub, key = (out / "image", "image") if name == "uncond" else (out / "image" / name, f"image/{name}")
+            train_metrics, result, seconds = run_variant(config, sub, [*overrides, *IMAGE_VARIANTS[name]])
+            timings[key] = seconds
+            timings[f"{key}/teacher_pretrain_or_load"] = train_metrics["pretrain_seconds"]
+            timings[f"{key}/sid_training"] = train_metrics["train_seconds"]
+            feature_net = result["feature_net"]
+            variant = icfg.dataset if name == "uncond" else f"{icfg.dataset} {name}"
+            rows += [{"part": "image", "variant": variant, **r} for r in result["rows"]]
     if curves:
         fig, ax = plt.subplots(figsize=(5, 3.5))
         for name, (seen, dist) in curves.items():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 
 import torch
 from torch import nn
@@ -102,7 +103,10 @@ class SiDTrainer:
             else:
                 drop = (torch.rand(len(labels), generator=gen) < self.cfg.label_dropout).to(self.device)
                 labels = torch.where(drop, torch.full_like(labels, self.num_classes), labels)
-        loss = edm_loss(self.fake, x_g, self.cfg.sigma_data, labels, gen)
+        fake: Denoiser = self.fake
+        if self.cfg.guidance == "lsg":  # SiD-LSG: f_psi is trained through its guided output (kappa1, official code)
+            fake = functools.partial(guided, self.fake, scale=self.cfg.teacher_cfg, num_classes=self.num_classes)
+        loss = edm_loss(fake, x_g, self.cfg.sigma_data, labels, gen)
         self.opt_fake.zero_grad(set_to_none=True)
         loss.backward()
         self.opt_fake.step()
@@ -114,8 +118,8 @@ class SiDTrainer:
         x_g, labels = self._draw(gen, with_grad=True)
         sigma = sample_generator_sigma(len(x_g), cfg.tmax, gen).to(x_g).reshape(-1, *([1] * (x_g.ndim - 1)))
         x_t = x_g + sigma * torch.randn(x_g.shape, generator=gen).to(x_g)
-        real_scale = cfg.teacher_cfg if cfg.guidance == "cfg" else 1.0  # CFG lives in the teacher
-        fake_scale = {"zero_cfg": 0.0, "anti_cfg": cfg.anti_cfg}.get(cfg.guidance, 1.0)
+        real_scale = cfg.teacher_cfg if cfg.guidance in ("cfg", "lsg") else 1.0  # CFG in the teacher (kappa4)
+        fake_scale = {"zero_cfg": 0.0, "anti_cfg": cfg.anti_cfg, "lsg": cfg.teacher_cfg}.get(cfg.guidance, 1.0)
         f_real = guided(self.teacher, x_t, sigma, labels, real_scale, self.num_classes)
         f_fake = guided(self.fake, x_t, sigma, labels, fake_scale, self.num_classes)
         per_sample = sid_generator_loss(f_real, f_fake, x_g, cfg.alpha)

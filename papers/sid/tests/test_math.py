@@ -141,6 +141,8 @@ def test_sample_statistics_on_perfect_and_collapsed_samples() -> None:
     good = sample_statistics(perfect, ref, mixture, labels)  # P(|x - mu| < 3 std) in 2-D = 1 - exp(-4.5)
     assert good["modes_covered"] == 8 and abs(good["near_mode_fraction"] - (1 - np.exp(-4.5))) < 0.015 and good["class_accuracy"] > 0.99
     assert good["energy_distance"] < 0.01 and 0.8 < good["within_class_std_ratio"] < 1.2
+    shifted = sample_statistics(perfect + 0.5 * mixture.means[labels], ref, mixture, labels)  # pushed 1.0 outward
+    assert shifted["within_class_std_ratio"] > 5 and abs(shifted["within_class_diversity"] - good["within_class_diversity"]) < 1e-6
     collapsed = np.repeat(mixture.means[:1], 1500, 0)
     bad = sample_statistics(collapsed, ref, mixture)
     assert bad["modes_covered"] == 1 and bad["energy_distance"] > 0.5

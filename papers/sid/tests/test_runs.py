@@ -10,6 +10,7 @@ import torch
 
 from papers.sid import evaluate, reproduce, train
 from papers.sid.config import Config
+from papers.sid.task import Task
 from shared.runs import CheckpointError, ConfigError, load_checkpoint, load_config
 
 SMOKE = str(Path(__file__).parents[1] / "configs" / "smoke.yaml")
@@ -51,3 +52,35 @@ def test_missing_inputs_fail_clearly(tmp_path: Path) -> None:
         evaluate.main(["--config", SMOKE, "--out", str(tmp_path), "pretrain_steps=2"])
     with pytest.raises(ValueError, match="unknown 2-D mixture"):
         train.main(["--config", SMOKE, "--out", str(tmp_path / "m"), "mixture=spiral"])
+
+
+def test_image_teacher_samples_are_cached_and_reused(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """SiD variants of one image teacher share one Heun draw, keyed by the teacher's CFG scale."""
+    monkeypatch.setattr(evaluate, "teacher_path", lambda cfg, out: tmp_path / "teacher-x.pt")
+    task = Task(torch.nn.Identity(), torch.nn.Identity(), 10, (1, 28, 28), torch.zeros(1), torch.zeros(1))
+    cfg = Config(task="image", conditional=True, eval_samples=12)
+    calls: list[int] = []
+
+    def sampler(z: torch.Tensor, y: torch.Tensor | None, gen: torch.Generator) -> torch.Tensor:
+        calls.append(len(z))
+        return z + y.reshape(-1, 1, 1, 1)
+
+    first = evaluate.teacher_draw(cfg, task, tmp_path, sampler)
+    again = evaluate.teacher_draw(Config(task="image", conditional=True, eval_samples=12, guidance="zero_cfg"), task,
+                                  tmp_path, sampler)  # the same teacher sampler (no CFG): read back, not redrawn
+    assert calls == [12] and torch.equal(first[0], again[0]) and (first[1] == again[1]).all() and first[2] == again[2]
+    guided_cfg = Config(task="image", conditional=True, eval_samples=12, guidance="cfg", teacher_cfg=1.5)
+    evaluate.teacher_draw(guided_cfg, task, tmp_path, sampler)  # a CFG teacher is another sampler: drawn
+    assert calls == [12, 12] and len(list(tmp_path.glob("teacher-x-heun18-cfg*-n12-seed1.pt"))) == 2
+
+
+def test_reproduce_runs_conditional_image_variants(tmp_path: Path) -> None:
+    image = str(Path(SMOKE).with_name("smoke_image.yaml"))
+    reproduce.main(["--config", image, "--out", str(tmp_path), "image_variants=[cond,anti_cfg]", "eval_samples=30"])
+    rows = json.loads((tmp_path / "results.json").read_text())["rows"]
+    assert [(r["variant"], r["nfe"]) for r in rows] == [("fashion_mnist cond", 1), ("fashion_mnist cond", 3),
+                                                        ("fashion_mnist anti_cfg", 1), ("fashion_mnist anti_cfg", 3)]
+    assert all(0 <= r["class_accuracy"] <= 1 and r["within_class_diversity"] > 0 for r in rows)
+    assert (tmp_path / "image" / "cond" / "samples.png").is_file() and (tmp_path / "image" / "anti_cfg").is_dir()
+    with pytest.raises(ValueError, match="unknown image variant"):
+        reproduce.main(["--config", image, "--out", str(tmp_path / "bad"), "image_variants=[nope]"])

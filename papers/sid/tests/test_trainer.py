@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from papers.sid import train
+from papers.sid import sid, train
 from papers.sid.config import Config
 from papers.sid.nets import SmallUNet
 from papers.sid.sid import SiDTrainer, generate
@@ -72,11 +72,45 @@ def test_fake_step_updates_only_the_fake_network() -> None:
     assert not _same(fake, _params(trainer.fake))
 
 
-@pytest.mark.parametrize("guidance", ["none", "cfg", "zero_cfg", "anti_cfg"])
+@pytest.mark.parametrize("guidance", ["none", "cfg", "lsg", "zero_cfg", "anti_cfg"])
 def test_guidance_variants_give_finite_losses(guidance: str) -> None:
     trainer = _trainer(conditional=True, guidance=guidance)
     gen = torch.Generator().manual_seed(0)
     assert torch.isfinite(torch.tensor([trainer.fake_step(gen), trainer.generator_step(gen)])).all()
+
+
+@pytest.mark.parametrize(("guidance", "fake_train", "real", "fake_eval"), [
+    ("none", None, 1.0, 1.0),
+    ("cfg", None, 1.7, 1.0),  # CFG lives in the teacher only
+    ("lsg", 1.7, 1.7, 1.7),  # SiD-LSG: kappa1 (fake training) = kappa2,3 (fake evaluation) = kappa4 (teacher)
+    ("zero_cfg", None, 1.0, 0.0),  # no CFG in the teacher, unconditional fake network
+    ("anti_cfg", None, 1.0, -0.3),  # negative guidance in the fake network
+])
+def test_guidance_scales_reach_the_right_networks(monkeypatch: pytest.MonkeyPatch, guidance: str,
+                                                  fake_train: float | None, real: float, fake_eval: float) -> None:
+    trainer = _trainer(conditional=True, guidance=guidance, teacher_cfg=1.7, anti_cfg=-0.3)
+    calls: list[tuple[str, float]] = []
+    original = sid.guided
+
+    def spy(denoiser: torch.nn.Module, x: torch.Tensor, sigma: torch.Tensor, labels: torch.Tensor | None,
+            scale: float, num_classes: int) -> torch.Tensor:
+        calls.append(("teacher" if denoiser is trainer.teacher else "fake", scale))
+        return original(denoiser, x, sigma, labels, scale, num_classes)
+
+    monkeypatch.setattr(sid, "guided", spy)
+    trainer.fake_step(torch.Generator().manual_seed(0))
+    assert calls == ([("fake", fake_train)] if fake_train is not None else [])
+    calls.clear()
+    trainer.generator_loss(torch.Generator().manual_seed(0))
+    assert calls == [("teacher", real), ("fake", fake_eval)]
+
+
+def test_zero_cfg_trains_the_fake_network_without_labels(monkeypatch: pytest.MonkeyPatch) -> None:
+    trainer = _trainer(conditional=True, guidance="zero_cfg")
+    seen: list[torch.Tensor] = []
+    monkeypatch.setattr(sid, "edm_loss", lambda net, x, sd, labels, gen: seen.append(labels) or torch.zeros((), requires_grad=True))
+    trainer.fake_step(torch.Generator().manual_seed(0))
+    assert torch.equal(seen[0], torch.full((8,), 3))  # all labels are the "null" class (num_classes = 3)
 
 
 def test_adam_has_beta1_zero_and_ema_starts_at_init() -> None:

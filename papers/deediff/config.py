@@ -16,9 +16,10 @@ class Config:
     threads: int = 0  # torch CPU threads; 0 = torch's default. 1 is much faster on a CPU other jobs keep busy
     # where checkpoints and trained weights go: "" = <out>/weights; "@cache/NAME" = data_home()/deediff/NAME
     weights_dir: str = ""
-    # data: a name known to shared.data.load (mnist, fashion_mnist; cifar10 / celeba64 where registered)
+    # data: a name known to shared.data.load (mnist, fashion_mnist; cifar10 / celeba64 where the user has them)
     dataset: str = "fashion_mnist"
     train_subset: int = 0  # 0 = the whole train split
+    data_root: str = ""  # celeba64 only: the folder of img_align_celeba[.zip]; "" = $CELEBA_DIR or the data home
     image_size: int = 28
     channels: int = 1
     # U-ViT (Bao et al. 2023); depth counts in+out blocks, so the net has depth + 1 layers (U-ViT-S: 12 -> 13)
@@ -37,7 +38,8 @@ class Config:
     # VP-SDE noise schedule of U-ViT / DeeDiff (linear beta in [beta_min, beta_max], t in [0, 1])
     beta_min: float = 0.1
     beta_max: float = 20.0
-    # optimisation (both stages)
+    # optimisation (both stages); with ``finetune_from`` (a baseline.pt) the baseline stage is skipped
+    finetune_from: str = ""
     baseline_steps: int = 1000
     finetune_steps: int = 500
     batch_size: int = 128
@@ -62,6 +64,8 @@ class Config:
     bench_batch_sizes: list[int] = dataclasses.field(default_factory=lambda: [1, 64])
     bench_threshold: float = 0.9
     bench_repeats: int = 20
+    # reproduce.py also fine-tunes a timestep-aware-UEM DeeDiff from the same baseline and compares the two
+    compare_timestep_aware_uem: bool = False
 
     @property
     def n_layers(self) -> int:
@@ -85,8 +89,11 @@ class Config:
         if self.embed_dim % self.num_heads:
             raise ValueError(f"embed_dim {self.embed_dim} is not divisible by num_heads {self.num_heads}")
         for name in ("baseline_steps", "finetune_steps", "sample_steps", "eval_samples", "eval_batch_size"):
-            if getattr(self, name) < 0 or (name != "finetune_steps" and getattr(self, name) == 0):
+            if getattr(self, name) < 0 or (name not in ("baseline_steps", "finetune_steps") and getattr(self, name) == 0):
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if (self.baseline_steps == 0) != bool(self.finetune_from):
+            raise ValueError("set baseline_steps > 0 to train a baseline, or finetune_from (a baseline.pt) with "
+                             f"baseline_steps=0; got baseline_steps={self.baseline_steps}, finetune_from={self.finetune_from!r}")
         if self.batch_size <= 0 or self.lr <= 0 or self.finetune_lr <= 0:
             raise ValueError("batch_size, lr and finetune_lr must be positive")
         if not 0.0 <= self.ema_decay < 1.0:

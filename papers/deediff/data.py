@@ -2,19 +2,33 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 
 from papers.deediff.config import Config
 from shared.data import load
 
+UNLABELLED = ("celeba64",)  # data sets without class labels (unconditional configs only)
 
-def load_images(cfg: Config, split: str = "train") -> tuple[torch.Tensor, torch.Tensor]:
-    """(images, labels) of ``cfg.dataset``; the first ``cfg.train_subset`` of them when that is > 0."""
-    data = load(cfg.dataset, split=split)
-    images, labels = np.asarray(data["images"]), np.asarray(data["labels"])
-    if cfg.train_subset > 0:
-        images, labels = images[: cfg.train_subset], labels[: cfg.train_subset]
+
+def load_images(cfg: Config, split: str = "train", limit: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(images, labels) of ``cfg.dataset``: the first ``limit`` (else ``cfg.train_subset``) images when > 0.
+
+    Unlabelled data sets (CelebA-64) get all-zero labels and need ``num_classes: 0``.
+    """
+    limit = limit or cfg.train_subset
+    kwargs: dict[str, Any] = {"split": split}
+    if cfg.dataset in UNLABELLED:
+        if cfg.num_classes > 0:
+            raise ValueError(f"{cfg.dataset} has no class labels: set num_classes: 0 (unconditional)")
+        kwargs.update(root=cfg.data_root or None, limit=limit or None)
+    data = load(cfg.dataset, **kwargs)
+    images = np.asarray(data["images"])
+    labels = np.asarray(data["labels"]) if "labels" in data else np.zeros(len(images), dtype=np.int64)
+    if limit > 0:
+        images, labels = images[:limit], labels[:limit]
     if images.ndim == 3:
         images = images[:, None]
     elif images.ndim == 4 and images.shape[-1] in (1, 3):

@@ -31,7 +31,7 @@ SAMPLES_SHOWN = 20
 @torch.no_grad()
 def layer_diagnostics(model: UViT, cfg: Config, n: int = 500, seed: int = 1) -> dict[str, list[float]]:
     """Noise-prediction MSE of every exit and mean certainty of every UEM on test images at random t."""
-    x0, y = load_images(cfg, "test")
+    x0, y = load_images(cfg, "test", limit=4 * n)  # a prefix: CelebA's test split is 20k JPEGs
     gen = torch.Generator().manual_seed(seed)
     idx = torch.randperm(len(x0), generator=gen)[:n]
     t = torch.rand(len(idx), generator=gen)
@@ -44,11 +44,13 @@ def layer_diagnostics(model: UViT, cfg: Config, n: int = 500, seed: int = 1) -> 
     }
 
 
-def evaluate(cfg: Config, run_dir: str | Path) -> dict[str, Any]:
+def evaluate(cfg: Config, run_dir: str | Path, baseline_row: bool = True) -> dict[str, Any]:
+    """The sweep of the module docstring; ``baseline_row=False`` leaves out sampling the baseline."""
     configure_torch(cfg)
     run_dir = Path(run_dir)
     weights = cfg.weights_path(run_dir)
-    models = {name: load_weights(weights / f"{name}.pt", cfg) for name in ("baseline", "deediff")}
+    baseline = Path(cfg.finetune_from) if cfg.finetune_from else weights / "baseline.pt"
+    models = {"baseline": load_weights(baseline, cfg, backbone_only=True), "deediff": load_weights(weights / "deediff.pt", cfg)}
     n_layers = models["deediff"].n_layers
     net = ref = None
     if cfg.dataset in FEATURE_NET_DATASETS:
@@ -74,11 +76,13 @@ def evaluate(cfg: Config, run_dir: str | Path) -> dict[str, Any]:
             row["fid"] = frechet_distance(net.stats(images), ref)
             if cfg.num_classes > 0:
                 row["class_accuracy"] = float((net.predict(images) == labels.numpy()).mean())
-        samples[policy.name] = ((images[:SAMPLES_SHOWN, 0] + 1) * 127.5).round().to(torch.uint8).numpy()
+        shown = images[:SAMPLES_SHOWN].permute(0, 2, 3, 1)  # (n, H, W, C)
+        samples[policy.name] = ((shown + 1) * 127.5).round().to(torch.uint8).numpy()
         return row
 
     samples: dict[str, np.ndarray] = {}
-    plan = [("baseline", ExitPolicy("baseline full")), ("deediff", ExitPolicy("deediff full"))]
+    plan = [("baseline", ExitPolicy("baseline full"))] if baseline_row else []
+    plan += [("deediff", ExitPolicy("deediff full"))]
     plan += [("deediff", ExitPolicy(f"deediff exit {thr:g}", threshold=thr, patience=cfg.patience)) for thr in cfg.thresholds]
     rows = []
     for model_name, policy in tqdm(plan, desc="sweep"):

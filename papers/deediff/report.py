@@ -50,6 +50,32 @@ def summary(result: dict[str, Any]) -> dict[str, float]:
     return out
 
 
+def static_match(result: dict[str, Any], row: dict[str, Any]) -> dict[str, Any] | None:
+    """The static-truncation row of the same sweep at the depth closest to an early-exit row's average depth."""
+    k = round(row["layer_fraction"] * result["n_layers"])
+    return next((r for r in result["rows"] if r["threshold"] is None and r["n_layers"] == k), None)
+
+
+def uem_comparison(results: dict[str, dict[str, Any]]) -> str:
+    """Early exits of DeeDiff models fine-tuned with different UEM inputs, each beside static truncation of the
+    same model at matched compute (``results``: variant name -> its eval.json)."""
+    lines = ["| UEM input | threshold | layers executed | FLOPs vs full | FID | class acc | static depth | "
+             "static FLOPs | static FID | static class acc |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for variant, result in results.items():
+        for row in result["rows"]:
+            if row["config"] == "deediff full":
+                lines.append(f"| {variant} | full depth | 100.0% | 100.0% | {_fmt(row.get('fid'), '.2f')} "
+                             f"| {_fmt(row.get('class_accuracy'), '.3f')} | | | | |")
+            if row["threshold"] is None:
+                continue
+            st = static_match(result, row)
+            static = (f"{st['n_layers']}/{result['n_layers']} | {st['flops_fraction']:.1%} | {_fmt(st.get('fid'), '.2f')} "
+                      f"| {_fmt(st.get('class_accuracy'), '.3f')}") if st else "full | 100.0% | (the full row) | "
+            lines.append(f"| {variant} | {row['threshold']:g} | {row['layer_fraction']:.1%} | {row['flops_fraction']:.1%} "
+                         f"| {_fmt(row.get('fid'), '.2f')} | {_fmt(row.get('class_accuracy'), '.3f')} | {static} |")
+    return "\n".join(lines) + "\n"
+
+
 def markdown(result: dict[str, Any], title: str) -> str:
     notes = (
         f"Sampler: {result['sampler']} with {result['sample_steps']} steps, {result['eval_samples']} samples per "
@@ -116,7 +142,8 @@ def plot_all(result: dict[str, Any], samples: dict[str, np.ndarray], out: Path) 
     n_show = min(len(v) for v in samples.values())
     fig, axes = plt.subplots(len(names), 1, figsize=(n_show * 0.45 + 2.2, len(names) * 0.55 + 0.2), squeeze=False)
     for ax, name in zip(axes[:, 0], names):
-        ax.imshow(np.concatenate(list(samples[name][:n_show]), axis=1), cmap="gray", vmin=0, vmax=255)
+        strip = np.concatenate(list(samples[name][:n_show]), axis=1)  # (H, n W, C), C = 1 (grey) or 3 (RGB)
+        ax.imshow(strip[..., 0] if strip.shape[-1] == 1 else strip, cmap="gray", vmin=0, vmax=255)
         ax.set_xticks([])
         ax.set_yticks([])
         ax.set_ylabel(name, rotation=0, ha="right", va="center", fontsize=7)

@@ -53,11 +53,30 @@ def batch_for_step(cfg: Config, step: int, images: torch.Tensor, labels: torch.T
     return images[idx], labels[idx], t, noise
 
 
-def load_weights(path: Path, cfg: Config) -> UViT:
-    """A UViT with the EMA weights saved at the end of a training stage."""
+def load_weights(path: Path, cfg: Config, backbone_only: bool = False) -> UViT:
+    """A UViT with the EMA weights saved at the end of a training stage (``backbone_only``: keep fresh UEMs,
+    for a baseline whose never-trained UEMs may have another input size than ``cfg``'s)."""
     model = UViT(cfg)
-    model.load_state_dict(load_checkpoint(path)["model"])
+    if backbone_only:
+        load_backbone(model, path)
+    else:
+        model.load_state_dict(load_checkpoint(path)["model"])
     return model.eval()
+
+
+def load_backbone(model: UViT, path: Path) -> None:
+    """Copy a baseline.pt's backbone into ``model``, keeping its own (fresh) UEMs.
+
+    The UEMs may differ in shape (a timestep-aware fine-tune of a baseline trained with the code's UEM); every
+    backbone tensor must match.
+    """
+    state = {k: v for k, v in load_checkpoint(path)["model"].items() if not k.startswith("uems.")}
+    own = model.state_dict()
+    misfit = [k for k, v in state.items() if k not in own or own[k].shape != v.shape]
+    missing = [k for k in own if not k.startswith("uems.") and k not in state]
+    if misfit or missing:
+        raise ValueError(f"{path} does not fit this config's U-ViT: other shapes or unknown {misfit}, missing {missing}")
+    model.load_state_dict(state, strict=False)
 
 
 def train(cfg: Config, out: str | Path) -> dict[str, Any]:
@@ -72,6 +91,11 @@ def train(cfg: Config, out: str | Path) -> dict[str, Any]:
     ckpt = weights / "checkpoint.pt"
     stage, start, seconds = "baseline", 0, {"baseline": 0.0, "deediff": 0.0}
     last: dict[str, float] = {}
+    if cfg.finetune_from and not ckpt.exists():  # DeeDiff fine-tuning of a given baseline, fresh UEMs
+        load_backbone(model, Path(cfg.finetune_from))
+        ema = copy.deepcopy(model).requires_grad_(False)
+        opt = make_optimizer(cfg, list(model.parameters()), cfg.finetune_lr)
+        stage = "deediff"
     if ckpt.exists():  # resume from the last complete checkpoint
         state = load_checkpoint(ckpt)
         stage, start, seconds, last = state["stage"], state["step"], state["seconds"], state["last"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from pathlib import Path
@@ -58,3 +59,16 @@ def test_bench_reports_ratios(run_dir: tuple[Path, dict]) -> None:
     for entry in result["batches"].values():
         assert entry["speedup"] > 0 and all(r > 0 for r in entry["images_per_s"].values())
     assert (out / "bench.json").exists()
+
+
+def test_diagnose_reports_mse_beside_the_gaussian_predictor(tmp_path: Path) -> None:
+    from papers.deediff import diagnose
+
+    result = diagnose.main(["--config", SMOKE, "--out", str(tmp_path), "seconds=0.5", "sample_steps=2"])
+    assert result["steps"] >= 1 and set(result["gaussian_mse"]) == set(result["ema_mse"]) == {
+        "t0.02", "t0.05", "t0.1", "t0.2", "t0.3", "t0.5"}
+    # the Gaussian predictor's error falls as t grows (x_t tends to pure noise, which it predicts exactly)
+    gauss = list(result["gaussian_mse"].values())
+    assert all(a > b for a, b in itertools.pairwise(gauss)) and gauss[-1] < 0.1
+    assert 0 <= result["class_accuracy"] <= 1 and result["fid_200_samples"] > 0
+    assert (tmp_path / "diagnose.json").exists() and (tmp_path / "samples.png").exists()

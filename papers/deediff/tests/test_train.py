@@ -98,3 +98,35 @@ def test_evaluate_needs_trained_weights(tmp_path: Path) -> None:
 
     with pytest.raises(CheckpointError, match="no checkpoint"):
         evaluate.main(["--config", SMOKE, "--out", str(tmp_path)])
+
+
+def test_finetune_from_a_baseline_keeps_its_backbone_and_fresh_uems(tmp_path: Path) -> None:
+    train.main(["--config", SMOKE, "--out", str(tmp_path / "base"), *QUICK])
+    baseline = tmp_path / "base" / "weights" / "baseline.pt"
+    cfg_t = load_config(Config, SMOKE, ["uem_timestep_aware=true", "baseline_steps=0", f"finetune_from={baseline}"])
+    code_uem = train.load_weights(baseline, load_config(Config, SMOKE))
+    time_uem = train.load_weights(baseline, cfg_t, backbone_only=True)
+    assert time_uem.uems[0].linear.in_features == 2 * code_uem.uems[0].linear.in_features  # [tokens, t]
+    x, t, y = torch.randn(3, 1, 28, 28), torch.tensor([10.0, 500.0, 990.0]), torch.tensor([0, 4, 9])
+    with torch.no_grad():  # same backbone: identical noise predictions at every depth
+        for k in (1, code_uem.n_layers):
+            torch.testing.assert_close(time_uem(x, t, y, n_layers=k), code_uem(x, t, y, n_layers=k), rtol=0, atol=0)
+    metrics = train.main(["--config", SMOKE, "--out", str(tmp_path / "tuned"), "uem_timestep_aware=true",
+                          "baseline_steps=0", f"finetune_from={baseline}", "finetune_steps=2"])
+    assert metrics["steps"] == 2 and "baseline_images_per_s" not in metrics
+    assert (tmp_path / "tuned" / "weights" / "deediff.pt").exists()
+    assert not (tmp_path / "tuned" / "weights" / "baseline.pt").exists()
+    rows = [json.loads(line) for line in (tmp_path / "tuned" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["stage"] for r in rows] == ["deediff", "deediff"]
+
+
+def test_finetune_from_needs_a_matching_backbone_and_no_baseline_stage(tmp_path: Path) -> None:
+    train.main(["--config", SMOKE, "--out", str(tmp_path / "base"), *QUICK])
+    baseline = tmp_path / "base" / "weights" / "baseline.pt"
+    wider = load_config(Config, SMOKE, ["embed_dim=64", "baseline_steps=0", f"finetune_from={baseline}"])
+    with pytest.raises(ValueError, match="does not fit this config's U-ViT"):
+        train.load_weights(baseline, wider, backbone_only=True)
+    with pytest.raises(ConfigError, match="or finetune_from"):
+        load_config(Config, SMOKE, [f"finetune_from={baseline}"])  # baseline_steps > 0 as well
+    with pytest.raises(ConfigError, match="or finetune_from"):
+        load_config(Config, SMOKE, ["baseline_steps=0"])

@@ -1,8 +1,9 @@
 """Wall time and peak memory of each pruner, and perplexity-evaluation tokens/s.
 
 ``python -m papers.owl.bench --config FILE --out DIR [key=value ...]`` (uses the config's model, calibration set
-and sparsity; every pruner at uniform ratios). On CPU, memory is the peak resident set size above the level
-before the pruner ran, sampled every 20 ms; on CUDA it is the peak allocated memory.
+and sparsity; every pruner at uniform ratios) on the config's device. On CPU, memory is the peak resident set size
+above the level before the pruner ran, sampled every 20 ms; on CUDA it is the peak allocated GPU memory above the
+level before the pruner ran.
 """
 
 from __future__ import annotations
@@ -16,10 +17,10 @@ from typing import Any
 import torch
 
 from papers.owl.config import Config
-from papers.owl.models import load_model
+from papers.owl.models import DTYPES, load_model, model_device
 from papers.owl.pipeline import calibration_sequences, evaluation_tokens, prune
 from papers.owl.sequential import PRUNERS
-from shared.accel import ThroughputMeter, Timer, seed_everything
+from shared.accel import ThroughputMeter, Timer, peak_memory_bytes, seed_everything, set_torch_threads
 from shared.runs import load_config, parse_run_args
 
 
@@ -55,28 +56,40 @@ class PeakRSS:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_run_args(argv, __doc__)
     cfg = load_config(Config, args.config, args.overrides)
+    set_torch_threads(cfg.threads)
     seed_everything(cfg.seed)
-    device = torch.device("cpu")  # the pipeline runs on CPU; no GPU path yet
-    model, tokenizer = load_model(cfg.model, cfg.seed)
-    dense = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    model, tokenizer = load_model(cfg.model, cfg.seed, cfg.device, cfg.dtype)
+    device = model_device(model)
+    dense = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
     sequences = calibration_sequences(cfg, tokenizer)
     result: dict[str, Any] = {"device": str(device), "model": cfg.model, "sparsity": cfg.sparsity,
-                              "calibration": f"{cfg.n_calib} x {cfg.calib_len}", "threads": torch.get_num_threads()}
+                              "dtype": cfg.dtype, "calibration": f"{cfg.n_calib} x {cfg.calib_len}",
+                              "threads": torch.get_num_threads()}
     for pruner in PRUNERS:
         model.load_state_dict(dense)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+            torch.cuda.reset_peak_memory_stats(device)
+            base = torch.cuda.memory_allocated(device)
         with PeakRSS() as mem, Timer() as timer:
             prune(model, cfg, pruner, cfg.sparsity, sequences)
-        result[pruner] = {"seconds": timer.seconds, "peak_extra_bytes": mem.extra}
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+        extra = peak_memory_bytes(device) - base if device.type == "cuda" else mem.extra
+        result[pruner] = {"seconds": timer.seconds, "peak_extra_bytes": extra}
     model.load_state_dict(dense)
     tokens = next(iter(evaluation_tokens(cfg, tokenizer).values()))
     windows = tokens[: tokens.numel() // cfg.eval_window * cfg.eval_window].view(-1, cfg.eval_window)
     meter = ThroughputMeter(warmup=1)
     with torch.no_grad():
         for window in (windows[0], *windows):  # the first pass is a warm-up
-            model(window.reshape(1, -1)).logits.float()
+            model(window.reshape(1, -1).to(device)).logits.float()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
             meter.update(window.numel())
     result["eval_tokens_per_s"] = meter.rate
-    result["calibration_activation_bytes"] = cfg.n_calib * cfg.calib_len * model.config.hidden_size * 4
+    result["calibration_activation_bytes"] = cfg.n_calib * cfg.calib_len * model.config.hidden_size * DTYPES[
+        cfg.dtype].itemsize
     result["model_bytes"] = sum(p.numel() * p.element_size() for p in model.parameters())
     Path(args.out).mkdir(parents=True, exist_ok=True)
     Path(args.out, "bench.json").write_text(json.dumps(result, indent=2))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from papers.owl.corpora import CORPORA
-from papers.owl.models import MODELS, is_known_model
+from papers.owl.models import DTYPES, MODELS, is_known_model
 from papers.owl.pruners import check_sparsity, parse_sparsity_type
 from papers.owl.sequential import METHODS
 
@@ -14,6 +14,12 @@ from papers.owl.sequential import METHODS
 class Config:
     seed: int = 0
     model: str = "smollm2_135m_instruct"
+    # where model, calibration activations, pruner math and perplexity run: "auto" (CUDA if available), "cpu",
+    # "cuda" or "cuda:N"; and the model's dtype (the official code: float16 on the GPU)
+    device: str = "auto"
+    dtype: str = "float32"
+    # torch CPU threads (0 = torch's default); SparseGPT's results depend on it through float rounding
+    threads: int = 0
     # calibration (paper: 128 C4 sequences of 2048 tokens)
     calib_corpus: str = "shakespeare"
     n_calib: int = 32
@@ -44,6 +50,10 @@ class Config:
     def __post_init__(self) -> None:
         if not is_known_model(self.model):
             raise ValueError(f"model must be one of {MODELS} or hf:<hub id or folder>, got {self.model!r}")
+        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
+            raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {tuple(DTYPES)}, got {self.dtype!r}")
         for corpus in (self.calib_corpus, *self.eval_corpora):
             if corpus not in CORPORA:
                 raise ValueError(f"corpus must be one of {CORPORA}, got {corpus!r}")

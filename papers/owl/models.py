@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from torch import nn
 from transformers import (
     AutoTokenizer,
     LlamaConfig,
@@ -14,24 +15,26 @@ from transformers import (
     PreTrainedModel,
 )
 
+from shared.accel import pick_device
 from shared.data import data_home, load
 
 SMOLLM2 = "smollm2_135m_instruct"
 TINY_MODELS = ("tiny_llama", "tiny_opt")
 MODELS = (SMOLLM2, *TINY_MODELS)
 HF_PREFIX = "hf:"  # hf:<hub id or local folder>, e.g. hf:huggyllama/llama-7b for the paper's model
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
 def is_known_model(name: str) -> bool:
     return name in MODELS or (name.startswith(HF_PREFIX) and len(name) > len(HF_PREFIX))
 
 
-def load_hf_model(ref: str) -> tuple[PreTrainedModel, object]:
-    """A causal LM and tokenizer through transformers (the hub, its cache or a local folder), in float16."""
+def load_hf_model(ref: str, dtype: torch.dtype = torch.float16) -> tuple[PreTrainedModel, object]:
+    """A causal LM and tokenizer through transformers (the hub, its cache or a local folder)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     try:
-        model = AutoModelForCausalLM.from_pretrained(ref, dtype=torch.float16)
+        model = AutoModelForCausalLM.from_pretrained(ref, dtype=dtype)
         tokenizer = AutoTokenizer.from_pretrained(ref)
     except OSError as err:
         raise FileNotFoundError(
@@ -39,6 +42,8 @@ def load_hf_model(ref: str) -> tuple[PreTrainedModel, object]:
             f"(offline here: use {SMOLLM2!r})"
         ) from err
     return model.eval(), tokenizer
+
+
 TINY_VOCAB = 256  # the tiny models read bytes
 
 
@@ -98,12 +103,28 @@ def tiny_model(name: str, seed: int = 0) -> PreTrainedModel:
     raise ValueError(f"unknown tiny model {name!r}; choose one of {TINY_MODELS}")
 
 
-def load_model(name: str, seed: int = 0) -> tuple[PreTrainedModel, object | None]:
-    """A model and its tokenizer (None for the byte-level tiny models)."""
+def resolve_device(device: str) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; naming CUDA on a machine without it is an error."""
+    return pick_device("cpu" if device == "auto" and not torch.cuda.is_available() else device)
+
+
+def load_model(name: str, seed: int = 0, device: str = "cpu",
+               dtype: str = "float32") -> tuple[PreTrainedModel, object | None]:
+    """A model on ``device`` in ``dtype`` and its tokenizer (None for the byte-level tiny models)."""
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {tuple(DTYPES)}, got {dtype!r}")
+    target = resolve_device(device)
     if name == SMOLLM2:
-        return load_smollm2()
-    if name in TINY_MODELS:
-        return tiny_model(name, seed), None
-    if is_known_model(name):
-        return load_hf_model(name.removeprefix(HF_PREFIX))
-    raise ValueError(f"unknown model {name!r}; choose one of {MODELS} or {HF_PREFIX}<hub id or folder>")
+        model, tokenizer = load_smollm2()
+    elif name in TINY_MODELS:
+        model, tokenizer = tiny_model(name, seed), None
+    elif is_known_model(name):
+        model, tokenizer = load_hf_model(name.removeprefix(HF_PREFIX), DTYPES[dtype])
+    else:
+        raise ValueError(f"unknown model {name!r}; choose one of {MODELS} or {HF_PREFIX}<hub id or folder>")
+    return model.to(device=target, dtype=DTYPES[dtype]), tokenizer
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """The device a model's weights live on (all of them: the pipeline keeps a model on one device)."""
+    return next(model.parameters()).device

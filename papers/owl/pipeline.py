@@ -11,6 +11,7 @@ from torch import nn
 
 from papers.owl.config import Config
 from papers.owl.corpora import corpus_tokens
+from papers.owl.models import model_device
 from papers.owl.pruners import parse_sparsity_type
 from papers.owl.sequential import (
     BlockDone,
@@ -47,7 +48,10 @@ def evaluation_tokens(cfg: Config, tokenizer: object | None) -> dict[str, torch.
 
 
 def perplexities(model: nn.Module, tokens: dict[str, torch.Tensor], window: int, progress: bool) -> dict[str, float]:
-    return {f"ppl_{name}": causal_lm_perplexity(model, ids, window, progress=progress) for name, ids in tokens.items()}
+    """Perplexity on each corpus, the windows run on the model's device."""
+    device = model_device(model)
+    return {f"ppl_{name}": causal_lm_perplexity(model, ids, window, device=device, progress=progress)
+            for name, ids in tokens.items()}
 
 
 def prune(model: nn.Module, cfg: Config, method: str, sparsity: float, sequences: torch.Tensor,

@@ -62,7 +62,7 @@ def magnitude_mask(weight: torch.Tensor, sparsity: float, nm: tuple[int, int] | 
     if nm is not None:
         return nm_mask(weight.abs(), *nm)
     check_sparsity(sparsity)
-    flat = torch.zeros(weight.numel(), dtype=torch.bool)
+    flat = torch.zeros(weight.numel(), dtype=torch.bool, device=weight.device)
     count = int(weight.numel() * sparsity)
     if count:
         flat[torch.topk(weight.abs().flatten(), count, largest=False).indices] = True
@@ -74,17 +74,18 @@ def sparsegpt_prune(weight: torch.Tensor, hessian: torch.Tensor, sparsity: float
                     nm: tuple[int, int] | None = None, blocksize: int = 128, damp: float = 0.01) -> torch.Tensor:
     """SparseGPT (Frantar & Alistarh 2023, Alg. 1): OBS mask selection per column block and error compensation.
 
-    ``hessian`` is 2/n * sum X X^T over calibration inputs. Returns the pruned, updated weight (same dtype).
+    ``hessian`` is 2/n * sum X X^T over calibration inputs. The math runs in float32 on the weight's device (CPU
+    or GPU, as in the official code). Returns the pruned, updated weight (same dtype and device).
     """
     if nm is None:
         check_sparsity(sparsity)
     W = weight.detach().clone().float()
-    H = hessian.detach().clone().float()
+    H = hessian.detach().to(W.device, torch.float32, copy=True)
     cols = W.shape[1]
     dead = torch.diag(H) == 0  # inputs never active: their weights cannot matter
     H[dead, dead] = 1.0
     W[:, dead] = 0.0
-    H += damp * torch.mean(torch.diag(H)) * torch.eye(cols)  # damping lambda = 1% of the mean diagonal (Sec. 3)
+    H += damp * torch.mean(torch.diag(H)) * torch.eye(cols, device=W.device)  # damping lambda = 1% of the mean diagonal (Sec. 3)
     Hinv = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(H)), upper=True)
     for i1 in range(0, cols, blocksize):
         i2 = min(i1 + blocksize, cols)
@@ -93,7 +94,7 @@ def sparsegpt_prune(weight: torch.Tensor, hessian: torch.Tensor, sparsity: float
         diag = torch.diag(Hinv1)
         if nm is None:  # adaptive mask for the block: lowest w^2 / [H^-1]_cc^2 over rows x block (Eq. 3)
             saliency = (W1**2 / diag.reshape(1, -1) ** 2).flatten()
-            mask1 = torch.zeros(saliency.numel(), dtype=torch.bool)
+            mask1 = torch.zeros(saliency.numel(), dtype=torch.bool, device=W.device)
             count = int(saliency.numel() * sparsity)
             if count:
                 mask1[torch.topk(saliency, count, largest=False).indices] = True

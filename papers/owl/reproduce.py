@@ -1,7 +1,8 @@
 """The OWL reproduction: ``python -m papers.owl.reproduce --config FILE --out DIR [key=value ...]``.
 
 Runs, from one dense model and one calibration set: the 70% table (dense, magnitude, Wanda, OWL+Wanda, SparseGPT,
-OWL+SparseGPT), a sparsity sweep, and OWL's sensitivity to M and to lambda (one at a time); writes results.md, results.json and plots.
+OWL+SparseGPT), a sparsity sweep, and a grid of OWL's outlier threshold M by lambda; writes results.md, results.json
+and plots (sweep.png, grid.png, owl_layers.png).
 Every finished run is checkpointed, so an interrupted reproduction picks up where it stopped.
 """
 
@@ -15,7 +16,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from papers.owl.config import Config
-from papers.owl.models import load_model
+from papers.owl.models import load_model, model_device
 from papers.owl.pipeline import (
     calibration_sequences,
     evaluation_tokens,
@@ -26,7 +27,7 @@ from papers.owl.pipeline import (
     write_json,
 )
 from papers.owl.sequential import dense_input_norms
-from shared.accel import seed_everything
+from shared.accel import seed_everything, set_torch_threads
 from shared.runs import Run, load_checkpoint, load_config, parse_run_args, save_checkpoint
 
 # OWL README, LLaMA-7B, WikiText-2 perplexity at 70% unstructured sparsity.
@@ -54,10 +55,9 @@ def plan_jobs(cfg: Config) -> list[dict[str, Any]]:
     for method in cfg.sweep_methods:
         for s in sorted({*cfg.sweep_sparsities, cfg.sparsity}):
             add(method, s)
-    for m in cfg.grid_m:  # one-at-a-time sensitivity around the default (M, lambda)
-        add(f"owl_{cfg.grid_method}", cfg.sparsity, m, cfg.owl_lambda)
-    for lam in cfg.grid_lambda:
-        add(f"owl_{cfg.grid_method}", cfg.sparsity, cfg.owl_m, lam)
+    for m in cfg.grid_m:  # the full M x lambda grid at the target sparsity
+        for lam in cfg.grid_lambda:
+            add(f"owl_{cfg.grid_method}", cfg.sparsity, m, lam)
     return [{"key": k, **v} for k, v in jobs.items()]
 
 
@@ -83,33 +83,62 @@ def results_table(cfg: Config, rows: dict[str, dict[str, Any]]) -> str:
 
 
 def sweep_table(cfg: Config, rows: dict[str, dict[str, Any]]) -> str:
-    """Geometric-mean perplexity over the evaluation corpora for each swept method and sparsity."""
+    """Perplexity of each swept method by sparsity: the geometric mean over the corpora, then each corpus."""
     sparsities = sorted({*cfg.sweep_sparsities, cfg.sparsity})
-    lines = ["| method | " + " | ".join(f"{s:.0%}" for s in sparsities) + " |\n", "|---" * (len(sparsities) + 1) + "|\n"]
-    for method in cfg.sweep_methods:
-        lines.append(f"| {method} | " + " | ".join(f"{_mean_ppl(rows[_key(cfg, method, s)]):.2f}" for s in sparsities)
-                     + " |\n")
+    lines = ["| method | ppl | " + " | ".join(f"{s:.0%}" for s in sparsities) + " |\n",
+             "|---" * (len(sparsities) + 2) + "|\n"]
+    for metric in ("geo-mean", *cfg.eval_corpora):
+        for method in cfg.sweep_methods:
+            values = [rows[_key(cfg, method, s)] for s in sparsities]
+            cells = [_mean_ppl(r) if metric == "geo-mean" else r[f"ppl_{metric}"] for r in values]
+            lines.append(f"| {method} | {metric} | " + " | ".join(f"{v:.2f}" for v in cells) + " |\n")
     return "".join(lines)
+
+
+def grid_values(cfg: Config, rows: dict[str, dict[str, Any]]) -> list[list[float]]:
+    """Geometric-mean perplexity of OWL at the target sparsity, one row per M, one column per lambda."""
+    method = f"owl_{cfg.grid_method}"
+    return [[_mean_ppl(rows[job_key(method, cfg.sparsity, m, lam)]) for lam in cfg.grid_lambda] for m in cfg.grid_m]
 
 
 def grid_table(cfg: Config, rows: dict[str, dict[str, Any]]) -> str:
-    """Geometric-mean perplexity of OWL varying M at the default lambda, then lambda at the default M."""
-    method = f"owl_{cfg.grid_method}"
-    if not cfg.grid_m and not cfg.grid_lambda:
-        return "Not run in this config (grid_m and grid_lambda are empty).\n"
-    ms, lams = sorted({*cfg.grid_m, cfg.owl_m}), sorted({*cfg.grid_lambda, cfg.owl_lambda})
-    lines = [f"lambda = {cfg.owl_lambda:g}:\n\n| M | " + " | ".join(f"{m:g}" for m in ms) + " |\n",
-             "|---" * (len(ms) + 1) + "|\n",
-             "| ppl | " + " | ".join(f"{_mean_ppl(rows[job_key(method, cfg.sparsity, m, cfg.owl_lambda)]):.2f}"
-                                   for m in ms) + " |\n",
-             f"\nM = {cfg.owl_m:g}:\n\n| lambda | " + " | ".join(f"{lam:g}" for lam in lams) + " |\n",
-             "|---" * (len(lams) + 1) + "|\n",
-             "| ppl | " + " | ".join(f"{_mean_ppl(rows[job_key(method, cfg.sparsity, cfg.owl_m, lam)]):.2f}"
-                                   for lam in lams) + " |\n"]
+    """The M x lambda grid as markdown, with uniform ratios (lambda = 0) for reference."""
+    if not cfg.grid_m or not cfg.grid_lambda:
+        return "Not run in this config (grid_m or grid_lambda is empty).\n"
+    lines = ["| M \\ lambda | " + " | ".join(f"{lam:g}" for lam in cfg.grid_lambda) + " |\n",
+             "|---" * (len(cfg.grid_lambda) + 1) + "|\n"]
+    for m, values in zip(cfg.grid_m, grid_values(cfg, rows), strict=True):
+        lines.append(f"| {m:g} | " + " | ".join(f"{v:.2f}" for v in values) + " |\n")
     uniform = rows.get(job_key(cfg.grid_method, cfg.sparsity))
     if uniform is not None:
-        lines.append(f"\nUniform {cfg.grid_method} at the same sparsity: {_mean_ppl(uniform):.2f}\n")
+        lines.append(f"\nUniform {cfg.grid_method} (lambda = 0) at the same sparsity: {_mean_ppl(uniform):.2f}\n")
     return "".join(lines)
+
+
+def plot_grid(cfg: Config, rows: dict[str, dict[str, Any]], path: Path) -> None:
+    """Heat map of the M x lambda grid: log10 of the geometric-mean perplexity, values written in the cells."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    values = np.array(grid_values(cfg, rows))
+    fig, ax = plt.subplots(figsize=(1.1 * len(cfg.grid_lambda) + 2.5, 0.6 * len(cfg.grid_m) + 2))
+    image = ax.imshow(np.log10(values), cmap="viridis_r", aspect="auto")
+    for (i, j), v in np.ndenumerate(values):
+        ax.text(j, i, f"{v:.0f}", ha="center", va="center", color="white" if v > np.median(values) else "black")
+    ax.set_xticks(range(len(cfg.grid_lambda)), [f"{lam:g}" for lam in cfg.grid_lambda])
+    ax.set_yticks(range(len(cfg.grid_m)), [f"{m:g}" for m in cfg.grid_m])
+    ax.set_xlabel("lambda")
+    ax.set_ylabel("M")
+    fig.colorbar(image, ax=ax, label="log10 perplexity (geo-mean)")
+    uniform = rows.get(job_key(cfg.grid_method, cfg.sparsity))
+    title = f"OWL+{cfg.grid_method}, {cfg.sparsity:.0%}"
+    ax.set_title(title + (f"; uniform {_mean_ppl(uniform):.0f}" if uniform is not None else ""))
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def _key(cfg: Config, method: str, sparsity: float) -> str:
@@ -144,10 +173,11 @@ def plot_sweep(cfg: Config, rows: dict[str, dict[str, Any]], path: Path) -> None
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_run_args(argv, __doc__)
     cfg = load_config(Config, args.config, args.overrides)
+    set_torch_threads(cfg.threads)
     seed_everything(cfg.seed)
     run = Run(args.out, cfg)
-    model, tokenizer = load_model(cfg.model, cfg.seed)
-    dense_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    model, tokenizer = load_model(cfg.model, cfg.seed, cfg.device, cfg.dtype)
+    dense_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}  # off the GPU
     sequences = calibration_sequences(cfg, tokenizer)
     tokens = evaluation_tokens(cfg, tokenizer)
     progress_path = run.dir / "progress.pkl"
@@ -177,16 +207,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
           f"Calibration: {cfg.n_calib} x {cfg.calib_len} tokens of {cfg.calib_corpus} (train documents). "
           f"Perplexity: held-out test documents ({eval_sizes}), non-overlapping {cfg.eval_window}-token windows. "
           f"OWL: M={cfg.owl_m:g}, lambda={cfg.owl_lambda:g}.\n\n{table}\n"
-          f"## Sparsity sweep (geometric mean perplexity over {', '.join(cfg.eval_corpora)})\n\n{sweep}\n"
-          f"## OWL sensitivity to M and lambda, one at a time ({cfg.grid_method}, {cfg.sparsity:.0%}, geometric mean ppl)\n\n{grid}")
+          f"## Sparsity sweep (perplexity: geometric mean over {', '.join(cfg.eval_corpora)}, then each)\n\n{sweep}\n"
+          f"## OWL sensitivity: M x lambda ({cfg.grid_method}, {cfg.sparsity:.0%}, geometric mean ppl)\n\n{grid}")
     owl_key = _key(cfg, f"owl_{cfg.grid_method}", cfg.sparsity)
     if owl_key in state["reports"]:
         plot_layer_report(state["reports"][owl_key], run.dir / "owl_layers.png")
         write_json(run.dir / "owl_layer_report.json", state["reports"][owl_key])
-    plot_sweep(cfg, rows, run.dir / "sweep.png")
+    if cfg.sweep_methods:
+        plot_sweep(cfg, rows, run.dir / "sweep.png")
+    if cfg.grid_m and cfg.grid_lambda:
+        plot_grid(cfg, rows, run.dir / "grid.png")
     (run.dir / "results.md").write_text(md)
     results = {"rows": rows, "paper_llama7b_70": PAPER_LLAMA7B_70, "calibration_tokens": int(sequences.numel()),
-               "eval_tokens": {k: int(v.numel()) for k, v in tokens.items()}, "seconds_this_call": time.perf_counter() - started}
+               "eval_tokens": {k: int(v.numel()) for k, v in tokens.items()}, "device": str(model_device(model)),
+               "seconds_this_call": time.perf_counter() - started}
     write_json(run.dir / "results.json", results)
     print(md)
     run.finish({k: v for k, v in rows[owl_key].items() if k.startswith("ppl_")} if owl_key in rows else {})

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from papers.owl.models import model_device
 from papers.owl.pruners import (
     magnitude_mask,
     outlier_ratio,
@@ -64,8 +65,12 @@ class _Captured(Exception):
 
 @torch.no_grad()
 def capture_block_inputs(model: nn.Module, sequences: torch.Tensor) -> tuple[torch.Tensor, dict[str, Any]]:
-    """Hidden states entering the first decoder block for each sequence (N, T, H), and that block's kwargs."""
+    """Hidden states entering the first decoder block for each sequence (N, T, H), and that block's kwargs.
+
+    Everything stays on the model's device (the official code keeps the calibration activations on the GPU too).
+    """
     blocks = find_decoder_blocks(model)
+    device = model_device(model)
     inputs: list[torch.Tensor] = []
     kwargs_seen: dict[str, Any] = {}
 
@@ -79,7 +84,7 @@ def capture_block_inputs(model: nn.Module, sequences: torch.Tensor) -> tuple[tor
     try:
         for seq in sequences:
             try:
-                model(seq.reshape(1, -1), use_cache=False)
+                model(seq.reshape(1, -1).to(device), use_cache=False)
             except _Captured:
                 pass
     finally:
@@ -125,8 +130,9 @@ def collect_stats(block: nn.Module, inputs: torch.Tensor, kwargs: dict[str, Any]
     stats: dict[str, InputStats] = {}
     handles = []
     for name, linear in block_linears(block).items():
-        dim = linear.in_features
-        stats[name] = InputStats(torch.zeros(dim), torch.zeros(dim, dim) if hessians else None)
+        dim, device = linear.in_features, linear.weight.device  # statistics in float32, on the weights' device
+        stats[name] = InputStats(torch.zeros(dim, device=device),
+                                 torch.zeros(dim, dim, device=device) if hessians else None)
 
         def hook(_m: nn.Module, args: tuple, _out: torch.Tensor, s: InputStats = stats[name]) -> None:
             x = args[0].detach().reshape(-1, args[0].shape[-1]).float()
@@ -151,13 +157,13 @@ def block_outlier_scores(block: nn.Module, stats: dict[str, InputStats]) -> list
 
 @torch.no_grad()
 def dense_input_norms(model: nn.Module, sequences: torch.Tensor, progress: bool = True) -> list[dict[str, torch.Tensor]]:
-    """OWL pass 1: per block, per linear ||X_j||^2 of the dense model (inputs from unpruned blocks)."""
+    """OWL pass 1: per block, per linear ||X_j||^2 of the dense model (inputs from unpruned blocks), on the CPU."""
     blocks = find_decoder_blocks(model)
     inputs, kwargs = capture_block_inputs(model, sequences)
     norms = []
     for block in tqdm(blocks, desc="outlier pass (dense)", disable=not progress, leave=False):
         stats, inputs = collect_stats(block, inputs, kwargs, hessians=False)
-        norms.append({name: s.sq_norm for name, s in stats.items()})
+        norms.append({name: s.sq_norm.cpu() for name, s in stats.items()})
     return norms
 
 
@@ -165,7 +171,8 @@ def outlier_ratios(model: nn.Module, norms: list[dict[str, torch.Tensor]], m: fl
     """D_l for every block, from the dense pass's input norms and the model's (dense) weights."""
     ratios = []
     for block, block_norms in zip(find_decoder_blocks(model), norms, strict=True):
-        stats = {k: InputStats(v * 1.0, None, 1) for k, v in block_norms.items()}
+        device = model_device(block)
+        stats = {k: InputStats(v.to(device, torch.float32), None, 1) for k, v in block_norms.items()}
         ratios.append(outlier_ratio(block_outlier_scores(block, stats), m))
     return ratios
 

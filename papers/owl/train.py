@@ -13,19 +13,20 @@ import time
 import torch
 
 from papers.owl.config import Config
-from papers.owl.models import load_model
+from papers.owl.models import load_model, model_device
 from papers.owl.pipeline import calibration_sequences, plot_layer_report, prune, split_method, write_json
 from papers.owl.sequential import dense_input_norms, find_decoder_blocks, outlier_ratios
-from shared.accel import seed_everything
+from shared.accel import seed_everything, set_torch_threads
 from shared.runs import Run, load_checkpoint, load_config, parse_run_args, save_checkpoint
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
     args = parse_run_args(argv, __doc__)
     cfg = load_config(Config, args.config, args.overrides)
+    set_torch_threads(cfg.threads)
     seed_everything(cfg.seed)
     run = Run(args.out, cfg)
-    model, tokenizer = load_model(cfg.model, cfg.seed)
+    model, tokenizer = load_model(cfg.model, cfg.seed, cfg.device, cfg.dtype)
     sequences = calibration_sequences(cfg, tokenizer)
     blocks = find_decoder_blocks(model)
     ckpt_dir = run.dir / "checkpoints"
@@ -34,7 +35,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     if progress_path.exists():  # resume: restore the blocks pruned before the interruption
         state = load_checkpoint(progress_path)
         start_block, ratios = state["next_block"], state["outlier_ratios"]
-        start_inputs = state["inputs"] if state["inputs"].numel() else None
+        start_inputs = state["inputs"].to(model_device(model)) if state["inputs"].numel() else None
         for i in range(start_block):
             blocks[i].load_state_dict(load_checkpoint(ckpt_dir / f"block_{i:03d}.pt")["state"])
     elif split_method(cfg.method)[1]:  # OWL pass 1 on the dense model, before any block is pruned

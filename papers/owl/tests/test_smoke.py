@@ -15,10 +15,11 @@ SMOKE = str(Path(__file__).parents[1] / "configs" / "smoke.yaml")
 def test_reproduce_on_smoke_config(tmp_path: Path) -> None:
     results = reproduce.main(["--config", SMOKE, "--out", str(tmp_path)])
     for name in ("config.yaml", "run_info.json", "metrics.jsonl", "metrics.json", "results.md", "results.json",
-                 "sweep.png", "owl_layers.png", "owl_layer_report.json"):
+                 "sweep.png", "grid.png", "owl_layers.png", "owl_layer_report.json"):
         assert (tmp_path / name).exists(), name
     rows = results["rows"]
-    assert len(rows) == 1 + 5 + 2 + 1  # dense, the table, the 50% sweep, the M=3 grid point
+    assert len(rows) == 1 + 5 + 2 + 1  # dense, the table, the 50% sweep, the M=3 grid point (M=5 is the table's)
+    assert "| M \\ lambda | 0.08 |" in (tmp_path / "results.md").read_text()
     for row in rows.values():
         assert math.isfinite(row["ppl_synthetic"]) and 1.0 < row["ppl_synthetic"] < 1000.0
     assert rows["dense@0"]["overall_sparsity"] == 0.0

@@ -55,8 +55,8 @@ def bench_method(cfg: HiMPPConfig, bench: Any, cache: GraphCache) -> dict[str, f
     steps_per_s = n / (time.perf_counter() - t0)
     support_fn, query_fn = make_scorers(model)
     test_ids = usable_tasks(bench, bench.test_tasks, cfg.k_shot, 1)
-    eps = [sample_test_episode(bench.tasks[test_ids[i % len(test_ids)]], cfg.k_shot, rng, cfg.test_max_queries)
-           for i in range(4)]
+    eps = [sample_test_episode(bench.tasks[test_ids[i % len(test_ids)]], cfg.k_shot, rng, cfg.test_max_queries,
+                               cfg.test_keep_positives) for i in range(4)]
     t0 = time.perf_counter()
     score_episode(support_fn, query_fn, params, eps[0], cache, cfg.query_chunk)
     compile_test = time.perf_counter() - t0
@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     cfg = load_config(HiMPPConfig, args.config, args.overrides)
     run = Run(args.out, cfg, tensorboard=False)
     cache = GraphCache()
-    bench = load_benchmark(cfg.dataset, cache)
+    bench = load_benchmark(cfg.dataset, cache, cfg.fsmol_max_tasks_per_split)
     results = {m: bench_method(dataclasses.replace(cfg, method=m), bench, cache) for m in cfg.methods}
     device = jax.devices()[0]
     lines = [f"device: {device.platform} ({device.device_kind}); {cfg.dataset} {cfg.k_shot}-shot, "

@@ -21,9 +21,11 @@ from shared.data.molecules import FewShotBenchmark
 from shared.runs import Run
 
 
-def load_benchmark(name: str, cache: GraphCache) -> FewShotBenchmark:
-    """``shared.data.load(name)`` with the molecules RDKit cannot featurise removed."""
-    bench, _ = drop_unparseable(load(name), cache)
+def load_benchmark(name: str, cache: GraphCache, fsmol_max_tasks_per_split: int | None = None) -> FewShotBenchmark:
+    """``shared.data.load(name)`` with the molecules RDKit cannot featurise removed (FS-Mol: train tasks from its
+    ``train/``, test tasks from ``test/``, optionally only the first ``fsmol_max_tasks_per_split`` of each)."""
+    raw = load(name, max_tasks_per_split=fsmol_max_tasks_per_split) if name == "fsmol" else load(name)
+    bench, _ = drop_unparseable(raw, cache)
     return bench
 
 

@@ -6,13 +6,14 @@ from dataclasses import dataclass, field
 
 from papers.himpp.model import METHODS
 
-DATASETS = ("tox21", "sider", "muv", "toxcast")
+DATASETS = ("tox21", "sider", "muv", "toxcast", "fsmol")
 
 
 @dataclass
 class HiMPPConfig:
     # data and episodes (Sec. 4.1)
-    dataset: str = "tox21"
+    dataset: str = "tox21"  # fsmol: a user's FS-Mol download in $FSMOL_DIR (train/ valid/ test/*.jsonl.gz)
+    fsmol_max_tasks_per_split: int | None = None  # read only the first tasks of each FS-Mol split (None: all)
     k_shot: int = 10
     n_query: int = 16  # training queries per episode
     tasks_per_batch: int = 9
@@ -37,6 +38,7 @@ class HiMPPConfig:
     # evaluation
     test_repeats: int = 10
     test_max_queries: int | None = None  # None: every remaining molecule of a test task is a query
+    test_keep_positives: bool = False  # capped queries keep every positive (MUV: ~20 per task) instead of stratifying
     query_chunk: int = 256
     checkpoint: str | None = None  # evaluate.py: the trained parameters (None: <out>/checkpoint.pkl)
     # self-supervised pretraining of the encoder (attribute masking on the training tasks' molecules; 0 = none)

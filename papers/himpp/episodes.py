@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -37,8 +37,8 @@ def drop_unparseable(bench: FewShotBenchmark, cache: GraphCache) -> tuple[FewSho
     tasks = {}
     for tid, task in bench.tasks.items():
         keep = [i for i, s in enumerate(task.smiles) if s not in bad]
-        tasks[tid] = FewShotTask(tid, [task.smiles[i] for i in keep], [task.labels[i] for i in keep])
-    return FewShotBenchmark(bench.name, tasks, list(bench.train_tasks), list(bench.test_tasks)), len(bad)
+        tasks[tid] = replace(task, smiles=[task.smiles[i] for i in keep], labels=[task.labels[i] for i in keep])
+    return replace(bench, tasks=tasks), len(bad)
 
 
 def _class_indices(task: FewShotTask) -> tuple[np.ndarray, np.ndarray]:
@@ -67,17 +67,23 @@ def sample_episode(task: FewShotTask, k_shot: int, n_query: int, rng: np.random.
 
 
 def sample_test_episode(task: FewShotTask, k_shot: int, rng: np.random.Generator,
-                        max_queries: int | None = None) -> Episode:
+                        max_queries: int | None = None, keep_positives: bool = False) -> Episode:
     """Test episode: K per class in the support; every other molecule of the task is a query (Sec. 4.1).
 
-    ``max_queries`` caps the queries by a stratified random subset (a CPU-budget deviation; None = all).
+    ``max_queries`` caps the queries by a random subset (a CPU-budget deviation; None = all): stratified by
+    default; with ``keep_positives`` every remaining positive is kept (at most half the cap) and the rest are random
+    negatives, for tasks with very few positives (MUV). Both subsets leave ROC-AUC, the probability that a random
+    positive outscores a random negative, unbiased.
     """
     neg, pos = _class_indices(task)
     neg, pos = rng.permutation(neg), rng.permutation(pos)
     support = np.concatenate([neg[:k_shot], pos[:k_shot]])
     rest_neg, rest_pos = neg[k_shot:], pos[k_shot:]
     if max_queries is not None and len(rest_neg) + len(rest_pos) > max_queries:
-        n_pos = max(1, round(max_queries * len(rest_pos) / (len(rest_neg) + len(rest_pos))))
+        if keep_positives:
+            n_pos = min(len(rest_pos), max_queries // 2)
+        else:
+            n_pos = max(1, round(max_queries * len(rest_pos) / (len(rest_neg) + len(rest_pos))))
         rest_neg, rest_pos = rest_neg[: max_queries - n_pos], rest_pos[:n_pos]
     return _episode(task, support, np.concatenate([rest_neg, rest_pos]))
 

@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     params = load_checkpoint(ckpt)["params"]
     cache = GraphCache()
     run = Run(Path(args.out) / "eval", cfg)
-    metrics = evaluate(cfg, load_benchmark(cfg.dataset, cache), params, cache)
+    metrics = evaluate(cfg, load_benchmark(cfg.dataset, cache, cfg.fsmol_max_tasks_per_split), params, cache)
     metrics.update(method=cfg.method, dataset=cfg.dataset, k_shot=cfg.k_shot, checkpoint=str(ckpt))
     print(f"{cfg.method} {cfg.dataset} {cfg.k_shot}-shot: test ROC-AUC {metrics['roc_auc']:.4f}")
     return run.finish(metrics)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 import numpy as np
 from rdkit import Chem, RDLogger
@@ -76,10 +76,10 @@ def smiles_to_graph(smiles: str) -> MolGraph:
 
 
 class GraphCache:
-    """Featurises each SMILES once, on first use."""
+    """Featurises each SMILES once per process, on first use: the graphs are shared by every instance, so that
+    entry points run one after another in one process (reproduce, the tests) do not featurise a benchmark again."""
 
-    def __init__(self) -> None:
-        self._graphs: dict[str, MolGraph] = {}
+    _graphs: ClassVar[dict[str, MolGraph]] = {}
 
     def __call__(self, smiles: str) -> MolGraph:
         graph = self._graphs.get(smiles)

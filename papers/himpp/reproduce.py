@@ -25,8 +25,8 @@ from shared.runs import Run, load_config, parse_run_args
 PRETRAINED = ("himpp", "par")  # the methods also run from the pretrained encoder
 LABELS = {"himpp": "HiMPP", "no_property": "HiMPP w/o property-level", "no_molecule": "HiMPP w/o molecule-level",
           "par": "PAR (no hypernetworks)", "protonet": "ProtoNet", "maml": "MAML (head inner loop)"}
-PAPER_NOTE = ("The paper's table could not be read on this machine (research notes: 'headline table numbers not "
-              "confirmed'), so no paper numbers are printed; compare with Table 1 of arXiv 2310.00614.")
+PAPER_NOTE = ("Reported numbers, with their sources, are beside ours in papers/himpp/README.md ('The paper's table'): "
+              "PAR's own Tox21 numbers and PaddleFSL's PAR / MAML numbers were found; HiMPP's / PACIA's table was not.")
 
 
 def variant_name(method: str, pretrained: bool) -> str:
@@ -41,7 +41,7 @@ def run_grid(cfg: HiMPPConfig, out: Path, on_row: Callable[[list[dict[str, Any]]
     benches, inits, pre_curves = {}, {}, {}
     for dataset in cfg.datasets:  # featurise once; pretrain once per data set (shared by every shot and method)
         cache = GraphCache()
-        benches[dataset] = (load_benchmark(dataset, cache), cache)
+        benches[dataset] = (load_benchmark(dataset, cache, cfg.fsmol_max_tasks_per_split), cache)
         inits[dataset], pre_curves[dataset] = pretrained_encoder(
             dataclasses.replace(cfg, dataset=dataset), benches[dataset][0], cache, out / f"pretrain_{dataset}",
             progress)
@@ -139,7 +139,8 @@ def write_results(cfg: HiMPPConfig, config_path: str, out: Path, rows: list[dict
     status = "" if final else " (PARTIAL: the grid is still running or was interrupted)"
     report = (f"# HiMPP reproduction ({config_path}){status}\n\nTest ROC-AUC (%), mean ± std "
               f"(over seeds, or over {cfg.test_repeats} support draws when one seed), "
-              f"{cfg.test_max_queries or 'all'} queries per test episode.\n\n{text}\n\n{PAPER_NOTE}\n")
+              f"{cfg.test_max_queries or 'all'} queries per test episode"
+              f"{' (every remaining positive kept)' if cfg.test_keep_positives else ''}.\n\n{text}\n\n{PAPER_NOTE}\n")
     (out / "results.md").write_text(report)
     results = {"table": table, "runs": [{k: v for k, v in r.items() if k != "losses_file"} for r in rows]}
     (out / "results.json").write_text(json.dumps(results, indent=2))

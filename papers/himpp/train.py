@@ -16,7 +16,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     cfg = load_config(HiMPPConfig, args.config, args.overrides)
     out = Path(args.out)
     cache = GraphCache()
-    bench = load_benchmark(cfg.dataset, cache)
+    bench = load_benchmark(cfg.dataset, cache, cfg.fsmol_max_tasks_per_split)
     init, _ = pretrained_encoder(cfg, bench, cache, out)
     metrics = train_and_test(cfg, out, cache, bench, init)
     print(f"{cfg.method} {cfg.dataset} {cfg.k_shot}-shot: test ROC-AUC {metrics['roc_auc']:.4f}")

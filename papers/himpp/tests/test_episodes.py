@@ -43,6 +43,25 @@ def test_test_episode_queries_every_other_molecule(sider) -> None:
     assert len(capped.query_smiles) == 50 and set(capped.query_labels.tolist()) == {0, 1}
 
 
+def test_capped_queries_stratified_or_keeping_every_positive() -> None:
+    # 200 negatives, 14 positives: after a 2-shot support, 198 negatives and 12 positives remain
+    task = FewShotTask(1, [f"C{i}" for i in range(214)], [0] * 200 + [1] * 14)
+    strat = sample_test_episode(task, 2, np.random.default_rng(0), max_queries=70)
+    assert strat.query_labels.tolist().count(1) == 4  # round(70 * 12 / 210)
+    kept = sample_test_episode(task, 2, np.random.default_rng(0), max_queries=70, keep_positives=True)
+    assert kept.query_labels.tolist().count(1) == 12 and len(kept.query_labels) == 70  # all 12, 58 negatives
+    half = sample_test_episode(task, 2, np.random.default_rng(0), max_queries=16, keep_positives=True)
+    assert half.query_labels.tolist().count(1) == 8 and len(half.query_labels) == 16  # at most half the cap
+    assert set(kept.query_smiles).isdisjoint(kept.support_smiles)
+
+
+def test_unparseable_molecules_keep_task_names_and_splits() -> None:
+    task = FewShotTask(3, ["CCO", "C1CC(", "N"], [0, 1, 1], name="CHEMBL123")
+    bench = FewShotBenchmark("fsmol", {3: task}, [], [3], valid_tasks=[3])
+    clean, _ = drop_unparseable(bench, GraphCache())
+    assert clean.tasks[3].name == "CHEMBL123" and clean.valid_tasks == [3] and clean.tasks[3].labels == [0, 1]
+
+
 def test_too_small_task_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="too few"):
         sample_episode(FewShotTask(1, ["C", "CC", "CCC"], [0, 1, 1]), 2, 4, np.random.default_rng(0))

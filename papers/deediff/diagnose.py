@@ -23,7 +23,7 @@ from papers.deediff.data import load_images
 from papers.deediff.diffusion import VPSDE, baseline_loss, mean_sq, net_time
 from papers.deediff.model import UViT
 from papers.deediff.sweep import ExitPolicy, generate
-from papers.deediff.train import batch_for_step, configure_torch, lr_at, make_optimizer, update_ema
+from papers.deediff.train import batch_for_step, configure_torch, lr_at, make_optimizer, optimizer_step
 from shared.metrics import frechet_distance
 from shared.runs import load_config, parse_run_args
 
@@ -60,12 +60,7 @@ def diagnose(cfg: Config, out: Path, seconds: float) -> dict[str, Any]:
             group["lr"] = lr_at(cfg, step, cfg.lr)
         x0, y, t, eps = batch_for_step(cfg, step, images, labels)
         loss = baseline_loss(model(sde.perturb(x0, t, eps), net_time(t), y if cfg.num_classes > 0 else None), eps)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        opt.step()
-        update_ema(ema, model, cfg.ema_decay, step)
+        optimizer_step(cfg, model, ema, opt, loss, step)
         step += 1
         if step % 100 == 0:
             curve.append({"step": step, "seconds": time.perf_counter() - tick,

@@ -44,6 +44,18 @@ def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float, stage
         e.lerp_(p, 1 - decay)
 
 
+def optimizer_step(
+    cfg: Config, model: UViT, ema: torch.nn.Module, opt: torch.optim.Optimizer, loss: torch.Tensor, stage_step: int
+) -> None:
+    """Backward, optional grad-norm clipping, the AdamW step and the EMA update."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if cfg.grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+    opt.step()
+    update_ema(ema, model, cfg.ema_decay, stage_step)
+
+
 def batch_for_step(cfg: Config, step: int, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, ...]:
     """The step's (x0, y, t, noise), drawn from a generator seeded by (seed, step): resume repeats nothing."""
     gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
@@ -130,12 +142,7 @@ def train(cfg: Config, out: str | Path) -> dict[str, Any]:
             loss = terms["simple"] + cfg.uem_weight * terms["uem"] + cfg.layerwise_weight * terms["layerwise"]
             parts = {"loss": loss, "simple": terms["simple"], "uem": terms["uem"], "layerwise": terms["layerwise"],
                      "mean_certainty": torch.stack([c.mean() for c in certainties]).mean()}
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        opt.step()
-        update_ema(ema, model, cfg.ema_decay, stage_step)
+        optimizer_step(cfg, model, ema, opt, loss, stage_step)
         last = {k: float(v.detach()) for k, v in parts.items()}
         if not torch.isfinite(loss):
             raise FloatingPointError(f"loss became {loss.item()} at step {step} ({stage}); lower lr")

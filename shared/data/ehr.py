@@ -10,10 +10,11 @@ import pandas as pd
 
 from shared.data.registry import (
     DataCorruptError,
+    candidate_dirs,
     data_home,
+    file_digest,
     find_source,
     kit_data_dir,
-    sha256_file,
     verify_files,
 )
 
@@ -33,8 +34,7 @@ def load_mimic3(root: str | Path | None = None, tables: tuple[str, ...] = MIMIC3
     ``root`` defaults to $MIMIC3_DIR, then the demo subset in ../shared/data/mimic3demo. The demo is verified
     against the manifest; a full copy is verified against the SHA256SUMS.txt that PhysioNet ships with it.
     """
-    candidates = [Path(root)] if root else [Path(os.environ["MIMIC3_DIR"]) if "MIMIC3_DIR" in os.environ else None, kit_data_dir() / "mimic3demo"]
-    src = find_source("mimic3", candidates, [])
+    src = find_source("mimic3", candidate_dirs(root, "MIMIC3_DIR", kit_data_dir() / "mimic3demo"), [])
     names = [_table_file(src, t) for t in tables]
     missing = [n for n in names if not (src / n).exists()]
     if missing:
@@ -43,7 +43,7 @@ def load_mimic3(root: str | Path | None = None, tables: tuple[str, ...] = MIMIC3
     if sums.exists():
         expected = dict(reversed(line.split(maxsplit=1)) for line in sums.read_text().splitlines() if line.strip())
         for n in names:
-            if n in expected and sha256_file(src / n) != expected[n]:
+            if n in expected and file_digest(src / n) != expected[n]:
                 raise DataCorruptError(f"{src / n}: sha256 does not match {sums}; download the table again")
     elif src.resolve() == (kit_data_dir() / "mimic3demo").resolve():
         verify_files("mimic3", src, names)

@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import contextlib
 import gzip
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from shared.data.registry import DataCorruptError, DataMissingError, data_home, find_source, verify_files
+from shared.data.registry import (
+    DataCorruptError,
+    DataMissingError,
+    candidate_dirs,
+    data_home,
+    file_digest,
+    find_source,
+    verify_files,
+)
 
 _FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -42,9 +49,8 @@ def _load(name: str, split: str, root: str | Path | None) -> dict[str, np.ndarra
         raise ValueError(f"split must be one of {list(_FILES)}, got {split!r}")
     env, suffix, defaults = _SOURCES[name]
     files = [f + suffix for f in _FILES[split]]
-    candidates = [Path(root)] if root else [Path(os.environ[env]) if env in os.environ else None]
-    candidates += [data_home() / d for d in defaults] + ([Path("/usr/share/datasets/fashion-mnist")] if name == "fashion_mnist" else [])
-    src = find_source(name, candidates, files)
+    system = [Path("/usr/share/datasets/fashion-mnist")] if name == "fashion_mnist" else []
+    src = find_source(name, candidate_dirs(root, env, *(data_home() / d for d in defaults), *system), files)
     verify_files(name, src, files)
     images, labels = (read_idx(src / f) for f in files)
     return {"images": images, "labels": labels.astype(np.int64)}
@@ -88,13 +94,10 @@ def load_cifar10(split: str = "train", root: str | Path | None = None) -> dict[s
     Reads ``cifar-10-python.tar.gz`` from ``root`` or $CIFAR10_DIR and checks the md5 its authors publish (the one
     digest that exists for it; no sha256 is published). Not fetchable on machines without the dataset's host.
     """
-    import hashlib
-
     if split not in _CIFAR10_MEMBERS:
         raise ValueError(f"split must be one of {list(_CIFAR10_MEMBERS)}, got {split!r}")
-    candidates = [Path(root)] if root else [Path(os.environ["CIFAR10_DIR"]) if "CIFAR10_DIR" in os.environ else None, data_home() / "cifar10"]
-    src = find_source("cifar10", candidates, [CIFAR10_TARBALL])
-    digest = hashlib.md5((src / CIFAR10_TARBALL).read_bytes(), usedforsecurity=False).hexdigest()
+    src = find_source("cifar10", candidate_dirs(root, "CIFAR10_DIR", data_home() / "cifar10"), [CIFAR10_TARBALL])
+    digest = file_digest(src / CIFAR10_TARBALL, "md5")
     if digest != CIFAR10_MD5:
         raise DataCorruptError(f"{src / CIFAR10_TARBALL}: md5 {digest} is not the published {CIFAR10_MD5}; download it again")
     return read_cifar10_tarball(src / CIFAR10_TARBALL, split)
@@ -112,16 +115,6 @@ def celeba_face_crop(image: Any, size: int = 64) -> np.ndarray:
     from PIL import Image
 
     return np.asarray(image.convert("RGB").crop(CELEBA_FACE_BOX).resize((size, size), Image.Resampling.BILINEAR))
-
-
-def _md5(path: Path) -> str:
-    import hashlib
-
-    digest = hashlib.md5(usedforsecurity=False)
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def load_celeba64(
@@ -142,15 +135,13 @@ def load_celeba64(
         raise ValueError(f"split must be one of {list(CELEBA_SPLITS)}, got {split!r}")
     if limit is not None and limit <= 0:
         raise ValueError(f"limit must be positive, got {limit}")
-    env = Path(os.environ["CELEBA_DIR"]) if "CELEBA_DIR" in os.environ else None
-    candidates = [Path(root)] if root else [env, data_home() / "celeba"]
-    src = find_source("celeba64", candidates, ["list_eval_partition.txt"])
+    src = find_source("celeba64", candidate_dirs(root, "CELEBA_DIR", data_home() / "celeba"), ["list_eval_partition.txt"])
     folder, archive = src / "img_align_celeba", src / "img_align_celeba.zip"
     if not folder.is_dir() and not archive.is_file():
         raise DataMissingError(f"{src} has list_eval_partition.txt but neither img_align_celeba/ nor img_align_celeba.zip")
     checked = [src / "list_eval_partition.txt"] + ([] if folder.is_dir() else [archive])
     for path in checked if check_md5 else []:
-        if _md5(path) != CELEBA_MD5[path.name]:
+        if file_digest(path, "md5") != CELEBA_MD5[path.name]:
             raise DataCorruptError(f"{path}: md5 is not the published {CELEBA_MD5[path.name]}; download it again")
     names = [
         line.split()[0]

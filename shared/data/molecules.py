@@ -10,6 +10,7 @@ from pathlib import Path
 
 from shared.data.registry import (
     DataMissingError,
+    candidate_dirs,
     data_home,
     entry,
     find_source,
@@ -95,8 +96,7 @@ def load_fsmol(root: str | Path | None = None, max_tasks_per_split: int | None =
     test; files sorted by name), each keeping its CHEMBL id as ``name``; ``max_tasks_per_split`` reads only the
     first tasks of each split (the full train split is about 5,000 files).
     """
-    env = Path(os.environ["FSMOL_DIR"]) if "FSMOL_DIR" in os.environ else None
-    src = find_source("fsmol", [Path(root)] if root else [env, data_home() / "fsmol"], FSMOL_SPLITS)
+    src = find_source("fsmol", candidate_dirs(root, "FSMOL_DIR", data_home() / "fsmol"), FSMOL_SPLITS)
     tasks: dict[int, FewShotTask] = {}
     ids: dict[str, list[int]] = {}
     for split in FSMOL_SPLITS:

@@ -73,6 +73,13 @@ def kit_data_dir() -> Path:
     return Path(os.environ.get("ML_PAPERS_KIT", REPO_ROOT.parent / "shared" / "data"))
 
 
+def candidate_dirs(root: str | Path | None, env: str, *defaults: Path) -> list[Path | None]:
+    """Where a loader looks: ``root`` alone when given, else $``env`` (None when unset), then ``defaults`` in order."""
+    if root:
+        return [Path(root)]
+    return [Path(os.environ[env]) if env in os.environ else None, *defaults]
+
+
 def find_source(name: str, candidates: Iterable[Path | None], required: Iterable[str]) -> Path:
     """The first candidate directory that holds every ``required`` relative path, else DataMissingError."""
     required = list(required)
@@ -91,8 +98,9 @@ def find_source(name: str, candidates: Iterable[Path | None], required: Iterable
     )
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
+def file_digest(path: Path, algorithm: str = "sha256") -> str:
+    """Hex digest of a file read in 1 MiB blocks (md5 only where a data set's authors publish nothing else)."""
+    digest = hashlib.new(algorithm, usedforsecurity=False)
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
@@ -101,7 +109,7 @@ def sha256_file(path: Path) -> str:
 
 def tree_digest(root: Path, files: Iterable[Path]) -> str:
     """sha256 over 'relative/path<TAB>sha256' lines of the given files, sorted by path."""
-    lines = sorted(f"{Path(f).relative_to(root).as_posix()}\t{sha256_file(Path(f))}" for f in files)
+    lines = sorted(f"{Path(f).relative_to(root).as_posix()}\t{file_digest(Path(f))}" for f in files)
     return hashlib.sha256("\n".join(lines).encode()).hexdigest()
 
 
@@ -125,4 +133,4 @@ def verify(name: str, key: str, actual: str, where: Path) -> None:
 def verify_files(name: str, root: Path, relpaths: Iterable[str]) -> None:
     """Verify each file's sha256 against manifest[name][relpath]."""
     for rel in relpaths:
-        verify(name, rel, sha256_file(root / rel), root / rel)
+        verify(name, rel, file_digest(root / rel), root / rel)

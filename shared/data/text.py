@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import os
 import zlib
 from pathlib import Path
 
-from shared.data.registry import data_home, find_source, tree_digest, verify, verify_files
+from shared.data.registry import candidate_dirs, data_home, find_source, tree_digest, verify, verify_files
 
 SPLITS = ("train", "validation", "test")
 
@@ -35,8 +34,7 @@ def _as_dataset(docs: dict[str, str], split: str):
 
 
 def _root(name: str, env: str, default: str, root: str | Path | None, required: list[str]) -> Path:
-    candidates = [Path(root)] if root else [Path(os.environ[env]) if env in os.environ else None, data_home() / default]
-    return find_source(name, candidates, required)
+    return find_source(name, candidate_dirs(root, env, data_home() / default), required)
 
 
 def shakespeare_documents(root: str | Path | None = None) -> dict[str, str]:

@@ -89,6 +89,14 @@ def markdown(result: dict[str, Any], title: str) -> str:
     return f"# {title}\n\n{notes}\n{results_table(result)}\n{PAPER_CLAIMS}"
 
 
+def _save(fig: Any, path: Path, dpi: int) -> Path:
+    """Lay out, write and close a figure; returns its path."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path
+
+
 def plot_all(result: dict[str, Any], samples: dict[str, np.ndarray], out: Path) -> list[Path]:
     """fid_vs_compute.png, exit_depth_vs_timestep.png, exit_error_per_layer.png and samples.png in ``out``."""
     rows, paths = result["rows"], []
@@ -105,10 +113,7 @@ def plot_all(result: dict[str, Any], samples: dict[str, np.ndarray], out: Path) 
         ax.set_ylabel(f"FID ({result['feature_net'].split(' ')[0]})")
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
-        paths.append(out / "fid_vs_compute.png")
-        fig.tight_layout()
-        fig.savefig(paths[-1], dpi=110)
-        plt.close(fig)
+        paths.append(_save(fig, out / "fid_vs_compute.png", dpi=110))
     fig, ax = plt.subplots(figsize=(5.5, 4))
     for r in rows:
         if r["threshold"] is not None:
@@ -118,10 +123,7 @@ def plot_all(result: dict[str, Any], samples: dict[str, np.ndarray], out: Path) 
     ax.set_ylim(0, result["n_layers"] + 0.5)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
-    paths.append(out / "exit_depth_vs_timestep.png")
-    fig.tight_layout()
-    fig.savefig(paths[-1], dpi=110)
-    plt.close(fig)
+    paths.append(_save(fig, out / "exit_depth_vs_timestep.png", dpi=110))
     fig, ax1 = plt.subplots(figsize=(5.5, 4))
     layers = np.arange(1, result["n_layers"] + 1)
     for name, diag in result["diagnostics"].items():
@@ -134,10 +136,7 @@ def plot_all(result: dict[str, Any], samples: dict[str, np.ndarray], out: Path) 
     ax2.set_ylabel("mean certainty")
     ax1.legend(loc="upper center", fontsize=8)
     ax2.legend(loc="center right", fontsize=8)
-    paths.append(out / "exit_error_per_layer.png")
-    fig.tight_layout()
-    fig.savefig(paths[-1], dpi=110)
-    plt.close(fig)
+    paths.append(_save(fig, out / "exit_error_per_layer.png", dpi=110))
     names = list(samples)
     n_show = min(len(v) for v in samples.values())
     fig, axes = plt.subplots(len(names), 1, figsize=(n_show * 0.45 + 2.2, len(names) * 0.55 + 0.2), squeeze=False)
@@ -147,8 +146,5 @@ def plot_all(result: dict[str, Any], samples: dict[str, np.ndarray], out: Path) 
         ax.set_xticks([])
         ax.set_yticks([])
         ax.set_ylabel(name, rotation=0, ha="right", va="center", fontsize=7)
-    paths.append(out / "samples.png")
-    fig.tight_layout()
-    fig.savefig(paths[-1], dpi=80)
-    plt.close(fig)
+    paths.append(_save(fig, out / "samples.png", dpi=80))
     return paths

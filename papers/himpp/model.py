@@ -170,16 +170,17 @@ class RelationLayer(nn.Module):
 class FewShotModel(nn.Module):
     """All methods share the GIN encoder; ``method`` picks the adaptation and the head."""
 
+    # sizes come from HiMPPConfig (training.make_model), which holds the one set of defaults
     method: str
-    hidden: int = 300
-    gin_layers: int = 5
-    dropout: float = 0.5
-    hyper_hidden: int = 128
-    embed_dim: int = 128
-    predictor_layers: int = 5
-    top_k: int = 10
-    maml_inner_steps: int = 5
-    maml_inner_lr: float = 0.5
+    hidden: int
+    gin_layers: int
+    dropout: float
+    hyper_hidden: int
+    embed_dim: int
+    predictor_layers: int
+    top_k: int
+    maml_inner_steps: int
+    maml_inner_lr: float
 
     def setup(self) -> None:
         self.encoder = GINEncoder(self.hidden, self.gin_layers, self.dropout, self.hyper_hidden,

@@ -13,7 +13,8 @@ from papers.adalink.models import DTYPES, is_known_model
 @dataclasses.dataclass
 class Config:
     seed: int = 0
-    # base model: smollm2_135m_instruct (offline here), tiny_llama (tests) or hf:<hub id or folder>
+    # base model: smollm2_135m_instruct (offline here), tiny_llama (tests), random_llama_1b (GPU checks) or
+    # hf:<hub id or folder>
     model: str = "smollm2_135m_instruct"
     dtype: str = "float32"  # the frozen weights' dtype; adapters stay float32
     device: str = "auto"  # auto (CUDA if available) | cpu | cuda | cuda:N
@@ -64,7 +65,8 @@ class Config:
 
     def __post_init__(self) -> None:
         if not is_known_model(self.model):
-            raise ValueError(f"model must be smollm2_135m_instruct, tiny_llama or hf:<hub id or folder>, got {self.model!r}")
+            raise ValueError("model must be smollm2_135m_instruct, tiny_llama, random_llama_1b or hf:<hub id or folder>, "
+                             f"got {self.model!r}")
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {tuple(DTYPES)}, got {self.dtype!r}")
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):

@@ -20,9 +20,9 @@ from torch import nn
 from papers.adalink.config import Config
 from papers.adalink.data import label_token_ids, prepare
 from papers.adalink.methods import answer_logits, save_trained, trainable_parameters
-from papers.adalink.train import answer_loss, autocast, device_of, draw_batch, make_model, train_step
-from shared.accel import peak_memory_bytes, seed_everything, set_torch_threads
-from shared.runs import load_config, parse_run_args
+from papers.adalink.train import answer_loss, draw_batch, make_model
+from shared.accel import TrainContext, peak_memory_bytes, seed_everything, set_torch_threads, setup_training
+from shared.runs import entrypoint, load_config, parse_run_args
 
 
 def saved_activation_bytes(model: nn.Module, loss_fn, batch: dict[str, torch.Tensor]) -> int:
@@ -53,11 +53,12 @@ def accounted_training_bytes(model: nn.Module, loss_fn, batch: dict[str, torch.T
     return {**parts, "total": sum(parts.values())}
 
 
-def bench_method(cfg: Config, method: str, splits: dict, label_ids: torch.Tensor, device: torch.device) -> dict[str, float]:
+def bench_method(cfg: Config, method: str, splits: dict, label_ids: torch.Tensor, ctx: TrainContext) -> dict[str, float]:
     seed_everything(cfg.seed)
     model, _ = make_model(cfg, method)
+    device = ctx.device
     model.to(device)
-    amp = lambda: autocast(cfg, device)  # noqa: E731
+    amp = ctx.autocast
     loss_fn = lambda m, b: answer_loss(m, b, label_ids)  # noqa: E731
     params = trainable_parameters(model)
     row: dict[str, float] = {"trainable_params": sum(p.numel() for p in params)}
@@ -73,7 +74,7 @@ def bench_method(cfg: Config, method: str, splits: dict, label_ids: torch.Tensor
         for step in range(cfg.bench_steps + 1):  # the first step warms up and is not timed
             batch = draw_batch(splits["train"], cfg.batch_size, cfg.seed, step)
             t0 = time.perf_counter()
-            train_step(model, opt, batch, loss_fn, cfg.micro_batch_size, cfg.clip_norm, device, amp)
+            ctx.train_step(model, opt, batch, loss_fn, clip_norm=cfg.clip_norm or None)
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             if step:
@@ -110,12 +111,13 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     args = parse_run_args(argv, __doc__)
     cfg = load_config(Config, args.config, args.overrides)
     set_torch_threads(cfg.threads)
-    device = device_of(cfg)
+    ctx = setup_training(cfg.device, cfg.precision, global_batch=cfg.batch_size, micro_batch=cfg.micro_batch_size)
+    device = ctx.device
     _, tokenizer = make_model(cfg, "zero_shot")
     spec, splits = prepare(cfg.task, tokenizer, cfg.split_sizes(["train", "test"]), cfg.max_field_tokens, cfg.data_seed,
                            cfg.data_dir)
     label_ids = torch.tensor(label_token_ids(tokenizer, spec), device=device)
-    result = {m: bench_method(cfg, m, splits, label_ids, device) for m in ("zero_shot", *cfg.methods)}
+    result = {m: bench_method(cfg, m, splits, label_ids, ctx) for m in ("zero_shot", *cfg.methods)}
     result["_machine"] = {"device": str(device), "threads": torch.get_num_threads()}
     Path(args.out).mkdir(parents=True, exist_ok=True)
     Path(args.out, "bench.json").write_text(json.dumps(result, indent=2))
@@ -123,4 +125,4 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(entrypoint(main))

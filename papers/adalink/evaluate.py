@@ -16,9 +16,9 @@ from papers.adalink.config import Config
 from papers.adalink.data import label_token_ids, prepare
 from papers.adalink.methods import load_trained
 from papers.adalink.models import load_base_model
-from papers.adalink.train import autocast, device_of, evaluate_split
-from shared.accel import seed_everything, set_torch_threads
-from shared.runs import load_config, parse_run_args
+from papers.adalink.train import evaluate_split
+from shared.accel import seed_everything, set_torch_threads, setup_training
+from shared.runs import entrypoint, load_config, parse_run_args
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
@@ -26,7 +26,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     cfg = load_config(Config, args.config, args.overrides)
     set_torch_threads(cfg.threads)
     seed_everything(cfg.seed)
-    device = device_of(cfg)
+    ctx = setup_training(cfg.device, cfg.precision, global_batch=1)
+    device = ctx.device
     out = Path(args.out)
     base, tokenizer = load_base_model(cfg.model, cfg.dtype, seed=cfg.seed)
     if cfg.method == "zero_shot":
@@ -44,7 +45,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     metrics: dict[str, float] = {}
     predictions = {}
     for split in cfg.eval_splits:
-        result = evaluate_split(model, splits[split], label_ids, cfg.eval_batch_size, device, lambda: autocast(cfg, device))
+        result = evaluate_split(model, splits[split], label_ids, cfg.eval_batch_size, device, ctx.autocast)
         predictions[split] = result.pop("correct")
         metrics.update({f"{split}_{k}": v for k, v in result.items()})
     out.mkdir(parents=True, exist_ok=True)
@@ -54,4 +55,4 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(entrypoint(main))

@@ -67,9 +67,13 @@ def position_offset(model: nn.Module) -> int:
     return 0
 
 
-def answer_logits(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Next-token logits (batch, vocab) at each row's last prompt position; the LM head runs on those alone."""
-    keep = (batch["last"] + position_offset(model)).unsqueeze(1)
+def answer_logits(model: nn.Module, batch: dict[str, torch.Tensor], offset: int | None = None) -> torch.Tensor:
+    """Next-token logits (batch, vocab) at each row's last prompt position; the LM head runs on those alone.
+
+    ``offset``: positions prepended by the model (default: read from ``model``; pass it for a DDP-wrapped model).
+    """
+    offset = position_offset(model) if offset is None else offset
+    keep = (batch["last"] + offset).unsqueeze(1)
     out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], logits_to_keep=keep, use_cache=False)
     return out.logits[:, 0, :]
 

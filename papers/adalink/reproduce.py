@@ -18,7 +18,7 @@ import numpy as np
 
 from papers.adalink import bench, evaluate, train
 from papers.adalink.config import Config
-from shared.runs import Run, load_config, parse_run_args
+from shared.runs import Run, entrypoint, load_config, parse_run_args
 
 # What the paper reports (arXiv 2310.12100, abstract and Sec. 4-5); no official code or numbers were available here.
 PAPER_CLAIMS = [
@@ -169,4 +169,4 @@ def render(cfg: Config, results: dict, cost: dict, comparisons: dict) -> str:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(entrypoint(main))

@@ -11,6 +11,8 @@ from papers.adalink.config import Config
 from papers.adalink.data import encode, load_synthetic
 from papers.adalink.methods import build
 from papers.adalink.models import ByteTokenizer, tiny_llama
+from shared.accel import setup_training
+from shared.accel.training import TrainContext
 from shared.runs import ConfigError, load_config
 
 SMOKE = str(Path(__file__).parents[1] / "configs" / "smoke.yaml")
@@ -32,7 +34,9 @@ def test_two_micro_batches_give_the_update_of_one_double_batch() -> None:
         model, enc, loss_fn = _setup()
         opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.5)
         batch = train.draw_batch(enc, 8, seed=0, step=0)
-        stats = train.train_step(model, opt, batch, loss_fn, micro, None, torch.device("cpu"), train.contextlib.nullcontext)
+        ctx = setup_training("cpu", "fp32", global_batch=8, micro_batch=micro)
+        assert ctx.accum_steps == (2 if micro else 1)
+        stats = ctx.train_step(model, opt, batch, loss_fn)
         results.append((stats["loss"], [p.detach().clone() for p in model.adapters.parameters()]))
     assert results[0][0] == pytest.approx(results[1][0], rel=1e-6)
     for a, b in zip(results[0][1], results[1][1]):
@@ -51,7 +55,7 @@ def test_resumed_run_ends_where_an_uninterrupted_one_does(tmp_path: Path, monkey
         return train.main(["--config", SMOKE, "--out", str(tmp_path / out), "checkpoint_every=1", "eval_splits=[test]"])
 
     straight = run("a")
-    real_step, calls = train.train_step, []
+    real_step, calls = TrainContext.train_step, []
 
     def crashing_step(*args, **kwargs):
         calls.append(1)
@@ -59,10 +63,10 @@ def test_resumed_run_ends_where_an_uninterrupted_one_does(tmp_path: Path, monkey
             raise KeyboardInterrupt  # killed during the third of three steps
         return real_step(*args, **kwargs)
 
-    monkeypatch.setattr(train, "train_step", crashing_step)
+    monkeypatch.setattr(TrainContext, "train_step", crashing_step)
     with pytest.raises(KeyboardInterrupt):
         run("b")
-    monkeypatch.setattr(train, "train_step", real_step)
+    monkeypatch.setattr(TrainContext, "train_step", real_step)
     resumed = run("b")
     assert resumed["final_loss"] == pytest.approx(straight["final_loss"], rel=1e-6)
     assert resumed["test_answer_loss"] == pytest.approx(straight["test_answer_loss"], rel=1e-6)

@@ -16,7 +16,7 @@ from papers.deediff.config import Config
 from papers.deediff.data import load_images
 from papers.deediff.diffusion import VPSDE, baseline_loss, deediff_losses, net_time
 from papers.deediff.model import UViT
-from shared.accel import count_parameters, pick_device, seed_everything, set_torch_threads
+from shared.accel import count_parameters, peak_memory_bytes, pick_device, seed_everything, set_torch_threads
 from shared.runs import Run, load_checkpoint, load_config, parse_run_args, save_checkpoint
 
 
@@ -159,10 +159,16 @@ def train(cfg: Config, out: str | Path) -> dict[str, Any]:
         if stage_done:
             save_checkpoint(weights / f"{stage}.pt", {"model": ema.state_dict(), "step": step + 1})
     n_img = {"baseline": cfg.baseline_steps * cfg.batch_size, "deediff": cfg.finetune_steps * cfg.batch_size}
+    train_seconds = seconds["baseline"] + seconds["deediff"]
+    history = [r for r in run.history() if r.get("stage") == stage]  # first and final loss of the same stage
     metrics = {
         "steps": total,
         "parameters": count_parameters(model),
+        "first_loss": history[0]["loss"] if history else float("nan"),
         "final_loss": last.get("loss", float("nan")),
+        "steps_per_s": total / train_seconds if train_seconds > 0 else float("nan"),
+        "images_per_s": total * cfg.batch_size / train_seconds if train_seconds > 0 else float("nan"),
+        "peak_gpu_memory_bytes": peak_memory_bytes(device) if device.type == "cuda" else 0,
         "baseline_seconds": seconds["baseline"],
         "finetune_seconds": seconds["deediff"],
         **{f"{k}_images_per_s": n_img[k] / seconds[k] for k in n_img if seconds[k] > 0},

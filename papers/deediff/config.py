@@ -75,7 +75,7 @@ class Config:
         return self.depth + 1
 
     def weights_path(self, out: str | Path) -> Path:
-        """The folder of checkpoint.pt, baseline.pt and deediff.pt for a run writing to ``out``."""
+        """The folder of baseline.pt and deediff.pt for a run writing to ``out``."""
         if not self.weights_dir:
             return Path(out) / "weights"
         if self.weights_dir.startswith("@cache/"):

@@ -34,7 +34,7 @@ from papers.deediff.model import UViT
 from papers.deediff.sweep import ExitPolicy, generate
 from papers.deediff.train import batch_for_step, configure_torch, lr_at, make_optimizer, optimizer_step
 from shared.metrics import frechet_distance
-from shared.runs import load_config, parse_run_args
+from shared.runs import entrypoint, load_config, parse_run_args
 
 PROBE_T = (0.02, 0.05, 0.1, 0.2, 0.3, 0.5)
 LABEL_MATCH_TARGET = 0.9
@@ -267,4 +267,4 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(entrypoint(main))

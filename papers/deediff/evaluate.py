@@ -26,7 +26,7 @@ from papers.deediff.stats import fid_ci, paired_fid_gap
 from papers.deediff.sweep import ExitPolicy, flop_table, generate
 from papers.deediff.train import configure_torch, load_weights
 from shared.metrics import FeatureStats, frechet_distance
-from shared.runs import load_config, parse_run_args
+from shared.runs import entrypoint, load_config, parse_run_args
 
 FEATURE_NET_DATASETS = ("mnist", "fashion_mnist")
 SAMPLES_SHOWN = 20
@@ -147,4 +147,4 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(entrypoint(main))

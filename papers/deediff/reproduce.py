@@ -15,7 +15,7 @@ from papers.deediff.config import Config
 from papers.deediff.evaluate import evaluate
 from papers.deediff.report import claims_section, markdown, plot_all, summary, uem_comparison
 from papers.deediff.train import train
-from shared.runs import load_config, parse_run_args
+from shared.runs import entrypoint, load_config, parse_run_args
 
 
 def timestep_aware_variant(cfg: Config, out: Path) -> dict[str, Any]:
@@ -71,4 +71,4 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(entrypoint(main))

@@ -28,7 +28,7 @@ from papers.deediff.diagnose import fit, one_per_class, plot_curves, sample_scor
 from papers.deediff.model import UViT
 from papers.deediff.sweep import ExitPolicy, generate
 from papers.deediff.train import configure_torch
-from shared.runs import Run, load_config, parse_run_args, save_checkpoint
+from shared.runs import Run, entrypoint, load_config, parse_run_args, save_checkpoint
 from shared.runs.config import to_dict
 
 
@@ -113,10 +113,10 @@ def run_candidate(name: str, cfg: Config, search: SearchConfig, cache: Path, run
     return {**entry, "reused": False}
 
 
-def search(search_cfg: SearchConfig, config_dir: Path, out: Path) -> dict[str, Any]:
+def search(search_cfg: SearchConfig, config_dir: Path, out: Path, overwrite: bool = False) -> dict[str, Any]:
     from shared.data import data_home
 
-    run = Run(out, search_cfg)
+    run = Run(out, search_cfg, overwrite=overwrite)
     cache = Path(search_cfg.cache) if Path(search_cfg.cache).is_absolute() else data_home() / "deediff" / search_cfg.cache
     results = {}
     for name, overrides in search_cfg.candidates.items():
@@ -142,8 +142,8 @@ def search(search_cfg: SearchConfig, config_dir: Path, out: Path) -> dict[str, A
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_run_args(argv, __doc__)
     cfg = load_config(SearchConfig, args.config, args.overrides)
-    return search(cfg, Path(args.config).resolve().parent, Path(args.out))
+    return search(cfg, Path(args.config).resolve().parent, Path(args.out), overwrite=args.overwrite)
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(entrypoint(main))

@@ -35,6 +35,7 @@ def test_overfit_protocol_runs_uvit_and_unet_reference(tmp_path: Path) -> None:
     assert diagnose.steps_to([{"step": 5, "class_accuracy": 0.8}, {"step": 9, "class_accuracy": 0.95}], 0.9) == 9
 
 
+@pytest.mark.slow  # three searches of two candidates each
 def test_search_picks_by_class_accuracy_and_reuses_checksummed_weights(tmp_path: Path) -> None:
     spec = tmp_path / "search.yaml"
     spec.write_text(json.dumps({

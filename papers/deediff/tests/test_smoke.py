@@ -25,7 +25,7 @@ def test_reproduce_writes_results(run_dir: tuple[Path, dict]) -> None:
     out, metrics = run_dir
     for name in ("config.yaml", "run_info.json", "metrics.jsonl", "metrics.json", "eval.json", "results.md",
                  "results.json", "fid_vs_compute.png", "exit_depth_vs_timestep.png", "exit_error_per_layer.png",
-                 "samples.png", "weights/baseline.pt", "weights/deediff.pt", "weights/checkpoint.pt"):
+                 "samples.png", "weights/baseline.pt", "weights/deediff.pt", "checkpoints"):
         assert (out / name).exists(), name
     assert all(math.isfinite(v) for v in metrics.values())
     result = json.loads((out / "results.json").read_text())

@@ -47,7 +47,7 @@ def test_resume_after_interruption_is_exact(tmp_path: Path, monkeypatch: pytest.
     monkeypatch.setattr(train, "batch_for_step", crash_at_step_6)
     with pytest.raises(KeyboardInterrupt):
         train.main(["--config", SMOKE, "--out", str(tmp_path / "cut"), *QUICK])
-    state = load_checkpoint(tmp_path / "cut" / "weights" / "checkpoint.pt")
+    state = load_checkpoint(sorted((tmp_path / "cut" / "checkpoints").glob("step_*.pt"))[-1])
     assert (state["stage"], state["step"]) == ("deediff", 6)  # last complete checkpoint: step 6, in fine-tuning
     assert (tmp_path / "cut" / "weights" / "baseline.pt").exists()
     assert not (tmp_path / "cut" / "weights" / "deediff.pt").exists()

@@ -12,7 +12,10 @@ class Config:
     """Backbone, the two training stages (baseline, then DeeDiff fine-tuning), sampling and the evaluation sweep."""
 
     seed: int = 0
-    device: str = "cpu"
+    device: str = "auto"  # auto | cpu | cuda | cuda:N (train: under torchrun each process takes cuda:LOCAL_RANK)
+    precision: str = "auto"  # train: auto (bf16 on CUDA sm>=8, fp16 on older CUDA, fp32 on CPU) | bf16 | fp16 | fp32
+    micro_batch_size: int = 0  # train: rows per forward pass on each process; 0 = the whole per-process batch
+    strategy: str = "ddp"  # train under torchrun: ddp | fsdp (CUDA only)
     threads: int = 0  # torch CPU threads; 0 = torch's default. 1 is much faster on a CPU other jobs keep busy
     # where checkpoints and trained weights go: "" = <out>/weights; "@cache/NAME" = data_home()/deediff/NAME
     weights_dir: str = ""

@@ -16,33 +16,40 @@ from tqdm.auto import tqdm
 from transformers import get_cosine_schedule_with_warmup
 
 from papers.moduleformer.config import Config, apply_threads, model_config
-from papers.moduleformer.data import get_tokenizer, random_windows, token_stream
-from papers.moduleformer.modeling import ModuleFormerForCausalLM
+from papers.moduleformer.data import get_tokenizer, held_out_windows, random_windows, token_stream
+from papers.moduleformer.modeling import ModuleFormerForCausalLM, MoE
 from shared.accel import count_parameters, seed_everything
 from shared.metrics import causal_lm_perplexity
 from shared.runs import Run, load_checkpoint, load_config, parse_run_args, save_checkpoint
 
 
 def active_parameters(model: ModuleFormerForCausalLM) -> int:
-    """Parameters used per token: everything outside the experts plus k of E experts in every MoE."""
-    cfg = model.config
-    total = count_parameters(model)
-    per_att_expert = 2 * cfg.n_embd * cfg.att_hidden
-    per_mlp_expert = 2 * cfg.n_embd * cfg.ffd_hidden
-    idle = cfg.n_layer * ((cfg.n_att_experts - cfg.k_att) * per_att_expert + (cfg.n_mlp_experts - cfg.k_mlp) * per_mlp_expert)
-    return total - idle
+    """Parameters used per token: everything outside the experts plus k of the E experts in every MoE."""
+    idle = 0
+    for moe in (m for m in model.modules() if isinstance(m, MoE)):
+        n_experts = moe.experts.weight.shape[0]
+        per_expert = (moe.experts.weight.numel() + moe.output_experts.weight.numel()) // n_experts
+        idle += (n_experts - moe.k) * per_expert
+    return count_parameters(model) - idle
+
+
+def pooled_ppl(model: torch.nn.Module, windows: dict[str, torch.Tensor], seq_len: int) -> float:
+    """Perplexity over the evaluation windows of all corpora together (equal tokens per corpus)."""
+    return causal_lm_perplexity(model, torch.cat(list(windows.values())).reshape(-1), window=seq_len, batch_size=32, progress=False)
 
 
 def train_steps(model: ModuleFormerForCausalLM, stream: torch.Tensor, cfg: Config, run: Run, ckpt: Path,
-                params: list[torch.nn.Parameter] | None = None, steps: int | None = None) -> dict[str, float]:
+                params: list[torch.nn.Parameter] | None = None, steps: int | None = None, lr: float = 0.0) -> dict[str, float]:
     """AdamW with warmup and cosine decay over random windows; resumable from ``ckpt``. Returns tokens/s and loss.
 
-    With ``params`` (frozen-expert extension) weight decay is off: it would shrink the frozen rows that share a
-    tensor with the new experts, while Adam leaves rows with zero gradient exactly unchanged.
+    With ``params`` (frozen-expert extension: every other parameter has requires_grad=False) weight decay is off:
+    it would shrink the frozen rows that share a tensor with the new experts, while Adam leaves rows with zero
+    gradient exactly unchanged. Gradients are clipped over the trained parameters only.
     """
     steps = steps or cfg.steps
     decay = cfg.weight_decay if params is None else 0.0
-    opt = torch.optim.AdamW(params or list(model.parameters()), lr=cfg.lr, weight_decay=decay, betas=(0.9, 0.95))
+    params = params or [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=lr or cfg.lr, weight_decay=decay, betas=(0.9, 0.95))
     sched = get_cosine_schedule_with_warmup(opt, cfg.warmup_steps, steps)
     if ckpt.exists():  # resume from the last complete checkpoint
         state = load_checkpoint(ckpt)
@@ -57,9 +64,9 @@ def train_steps(model: ModuleFormerForCausalLM, stream: torch.Tensor, cfg: Confi
     for step in tqdm(range(start, steps), desc=f"train {cfg.variant}", initial=start, total=steps):
         batch = random_windows(stream, cfg.batch_size, cfg.seq_len, torch.Generator().manual_seed(cfg.seed * 100_003 + step))
         t0 = time.perf_counter()
-        out = model(batch, labels=batch)
+        out = model(batch, labels=batch, use_cache=False)
         out.loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         sched.step()
         opt.zero_grad(set_to_none=True)
@@ -84,8 +91,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     train_stream = token_stream(tokenizer, cfg.train_corpora, "train", None, cfg.corpus_chars)
     model = ModuleFormerForCausalLM(model_config(cfg, len(tokenizer), tokenizer.eos_token_id))
     stats = train_steps(model, train_stream, cfg, run, run.dir / "checkpoint.pt")
-    valid = token_stream(tokenizer, cfg.train_corpora, "validation", cfg.eval_tokens, cfg.corpus_chars)
-    stats["valid_ppl"] = causal_lm_perplexity(model, valid, window=cfg.seq_len, batch_size=32)
+    valid = held_out_windows(tokenizer, cfg.train_corpora, "validation", cfg.eval_tokens, cfg.seq_len, cfg.corpus_chars)
+    stats["valid_ppl"] = pooled_ppl(model, valid, cfg.seq_len)
     stats.update(total_params=count_parameters(model), active_params=active_parameters(model), train_tokens=cfg.steps * cfg.batch_size * cfg.seq_len)
     model.save_pretrained(run.dir / "model")
     tokenizer.save_pretrained(run.dir / "model")

@@ -79,7 +79,7 @@ def test_new_experts_train_while_old_ones_stay_frozen(tmp_path: Path) -> None:
     cfg, model, stream, run = make_run(tmp_path)
     old = {k: v.clone() for k, v in model.state_dict().items()}
     params = add_experts(model, 2)
-    assert model.config.n_mlp_experts == 6 and model.config.n_att_experts == 6
+    assert model.config.mlp_experts_per_layer == [6, 6] and model.config.att_experts_per_layer == [6, 6]
     fresh = {k: v.clone() for k, v in model.state_dict().items()}
     train.train_steps(model, stream, cfg, run, run.dir / "ckpt.pt", params=params, steps=3)
     new = model.state_dict()

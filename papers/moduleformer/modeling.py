@@ -95,7 +95,7 @@ class TopKGating(nn.Module):
         gates, experts = self.select(probs)
         flat = experts.reshape(-1)
         order = flat.argsort(stable=True)
-        sizes = torch.bincount(flat, minlength=probs.shape[-1]).tolist()  # a graph break under torch.compile
+        sizes = torch.bincount(flat, minlength=probs.shape[-1]).tolist()  # data-dependent: torch.compile breaks the graph here
         routing = Routing(order, order // self.k, sizes, gates.reshape(-1)[order].to(x.dtype), x.shape[0], self.k)
         return probs, routing
 

@@ -33,7 +33,7 @@ class ElementCounter(TorchDispatchMode):
         super().__init__()
         self.elements = 0
 
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
         self.elements += sum(t.numel() for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor))
         return out
@@ -232,16 +232,12 @@ def test_saved_model_loads_with_trust_remote_code_without_this_repository(tmp_pa
 
 
 @pytest.mark.slow
-def test_torch_compile_fullgraph_with_captured_scalars() -> None:
+def test_torch_compile_matches_eager_with_a_graph_break_at_the_expert_sizes() -> None:
     torch.manual_seed(0)
     model = ModuleFormerForCausalLM(tiny_config()).eval()
     ids = torch.randint(0, 37, (2, 6))
-    torch._dynamo.config.capture_scalar_outputs = True  # the expert sizes are data-dependent
-    try:
-        compiled = torch.compile(model, backend="eager", fullgraph=True)
-        torch.testing.assert_close(compiled(ids, use_cache=False).logits, model(ids, use_cache=False).logits)
-    finally:
-        torch._dynamo.config.capture_scalar_outputs = False
+    compiled = torch.compile(model, backend="eager")  # the data-dependent expert sizes (.tolist()) break the graph
+    torch.testing.assert_close(compiled(ids, use_cache=False).logits, model(ids, use_cache=False).logits)
 
 
 def test_load_concentration_loss_by_hand() -> None:

@@ -21,7 +21,7 @@ import torch
 from papers.moduleformer.config import Config, apply_threads, model_config
 from papers.moduleformer.modeling import ModuleFormerForCausalLM, MoE, ParallelExperts
 from shared.accel import Timer, pick_device, seed_everything
-from shared.runs import load_config, parse_run_args
+from shared.runs import entrypoint, load_config, parse_run_args
 
 VARIANTS = ("moduleformer", "dense_active", "dense_total")
 
@@ -136,4 +136,4 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(entrypoint(main))

@@ -33,6 +33,11 @@ class ModelConfig:
 class Config:
     seed: int = 0
     threads: int = 0  # > 0: torch.set_num_threads(threads); 1 avoids thread thrashing on a shared CPU
+    device: str = "auto"  # shared.accel.setup_training: auto | cpu | cuda | cuda:N
+    precision: str = "auto"  # auto (bf16 on CUDA sm>=8, fp32 on CPU) | bf16 | fp16 | fp32
+    micro_batch_size: int = 0  # rows per forward pass (gradient accumulation); 0 = batch_size // world_size
+    strategy: str = "ddp"  # ddp | fsdp under torchrun
+    data: str = "text"  # text (the offline corpora) | synthetic (uniform random tokens, for GPU shape checks)
     variant: Variant = "moduleformer"
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
     vocab_size: int = 4096
@@ -63,6 +68,8 @@ class Config:
             raise ValueError(f"threads must be >= 0, got {self.threads}")
         if self.lr <= 0 or any(lr <= 0 for lr in self.lr_grid):
             raise ValueError(f"learning rates must be positive, got lr={self.lr}, lr_grid={self.lr_grid}")
+        if self.data not in ("text", "synthetic"):
+            raise ValueError(f"data must be 'text' or 'synthetic', got {self.data!r}")
         if not self.seeds:
             raise ValueError("seeds must name at least one seed")
 

@@ -18,7 +18,7 @@ from papers.moduleformer.data import held_out_windows, token_stream
 from papers.moduleformer.train import pooled_ppl
 from shared.accel import Timer
 from shared.metrics import causal_lm_perplexity
-from shared.runs import load_config, parse_run_args
+from shared.runs import UserError, entrypoint, load_config, parse_run_args
 
 
 @torch.no_grad()
@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     apply_threads(cfg)
     model_dir = Path(args.out) / "model"
     if not model_dir.is_dir():
-        raise FileNotFoundError(f"no trained model in {model_dir}; run papers.moduleformer.train with --out {args.out} first")
+        raise UserError(f"no trained model in {model_dir}; run papers.moduleformer.train with --out {args.out} first")
     model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
     tokenizer = PreTrainedTokenizerFast.from_pretrained(model_dir)
     metrics = evaluate_model(model, tokenizer, cfg, cfg.train_corpora)
@@ -61,4 +61,4 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(entrypoint(main))

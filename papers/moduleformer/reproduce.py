@@ -29,8 +29,8 @@ from papers.moduleformer import evaluate, train
 from papers.moduleformer.config import Config, apply_threads
 from papers.moduleformer.data import held_out_windows, token_stream
 from papers.moduleformer.surgery import add_experts, expert_usage, prune_experts
-from shared.accel import Timer
-from shared.runs import Run, load_config, parse_run_args
+from shared.accel import Timer, setup_training
+from shared.runs import Run, entrypoint, load_config, parse_run_args
 
 VARIANTS = ("moduleformer", "dense_active", "dense_total")
 PAPER = ("MoLM-350M-4B: 71,017 tok/s (official README, throughput column; not stated to be training throughput), "
@@ -109,7 +109,8 @@ def extendability(cfg: Config, runs: dict, streams: dict) -> dict[str, list[dict
             before = {d: train.pooled_ppl(model, streams[f"{d}_test"], cfg.seq_len) for d in ("A", "B")}
             params = add_experts(model, cfg.new_experts) if variant == "moduleformer" else None
             run_log = Run(Path(run["dir"]).parent / f"extend_{Path(run['dir']).name}", seeded)
-            train.train_steps(model, streams["B_train"], seeded, run_log, run_log.dir / "checkpoint.pt", params=params,
+            ctx = setup_training("cpu", "fp32", global_batch=cfg.batch_size)  # model and surgery stay on the CPU
+            train.train_steps(model, streams["B_train"], seeded, run_log, ctx, params=params,
                               steps=cfg.extend_steps, lr=cfg.extend_lr or runs[variant]["lr"])
             after = {d: train.pooled_ppl(model, streams[f"{d}_test"], cfg.seq_len) for d in ("A", "B")}
             row = {"A_before": before["A"], "A_after": after["A"], "forgetting": after["A"] / before["A"],
@@ -247,4 +248,4 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(entrypoint(main))

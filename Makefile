@@ -66,7 +66,7 @@ publish-results: check-paper
 	python3 ci/publish_results.py $(PAPER) $(CONFIG)
 
 gpu-check: $(if $(DRY_RUN),,setup)
-	$(if $(wildcard $(PY)),$(PY),python3) ci/gpu_check.py $(if $(DRY_RUN),--dry-run)
+	$(if $(wildcard $(PY)),$(PY),python3) ci/gpu_check.py $(if $(DRY_RUN),--dry-run) $(if $(EXTRA),--extra)
 
 bench: check-paper setup
 	$(PY) -m papers.$(PAPER).bench --config papers/$(PAPER)/configs/small.yaml --out build/bench/$(PAPER)

@@ -2,6 +2,7 @@
 
     python ci/gpu_check.py            # make gpu-check
     python ci/gpu_check.py --dry-run  # make gpu-check DRY_RUN=1: the plan, one line per paper, on any machine
+    python ci/gpu_check.py --extra    # make gpu-check EXTRA=1: also each paper.yaml's longer `gpu_extra` job
 
 Each paper's paper.yaml lists under ``gpu_check`` the overrides that shrink its paper config to a short run of the
 real model shape (synthetic or cached data where the real data are absent). The report records, per paper,
@@ -39,6 +40,16 @@ def plan() -> list[tuple[str, list[str] | None]]:
     return rows
 
 
+def extra_jobs() -> list[tuple[str, str]]:
+    """(paper, shell command) of the longer GPU jobs papers declare under ``gpu_extra`` (not in the 10-minute check)."""
+    jobs = []
+    for name in paper_names():
+        meta = yaml.safe_load((ROOT / "papers" / name / "paper.yaml").read_text())
+        if meta.get("gpu_extra"):
+            jobs.append((name, meta["gpu_extra"]))
+    return jobs
+
+
 def _machine() -> str:
     try:
         out = subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader"],
@@ -60,12 +71,15 @@ def _row(name: str, metrics: dict, seconds: float, status: str) -> str:
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dry-run", action="store_true")
+    parser.add_argument("--extra", action="store_true", help="also run the papers' gpu_extra jobs (hours)")
     parser.add_argument("--timeout", type=int, default=150, help="seconds per paper")
     args = parser.parse_args(argv)
     rows = plan()
     if args.dry_run:
         for name, cmd in rows:
             print(f"{name}: {shlex.join(cmd) if cmd else 'no gpu_check in paper.yaml'}")
+        for name, cmd in extra_jobs():
+            print(f"{name} (EXTRA=1 only): {cmd}")
         return 0
     import torch
 
@@ -96,6 +110,13 @@ def main(argv: list[str]) -> int:
         failed += status != "ok"
         lines.append(_row(name, metrics, seconds, status))
         print(lines[-1], flush=True)
+    if args.extra:
+        lines += ["", "## Longer jobs (gpu_extra)", ""]
+        for name, cmd in extra_jobs():
+            proc = subprocess.run(shlex.split(cmd), cwd=ROOT, capture_output=True, text=True)
+            (OUT / f"{name}-extra.log").write_text(proc.stdout + proc.stderr)
+            failed += proc.returncode != 0
+            lines.append(f"- {name}: `{cmd}` exit {proc.returncode} (log build/gpu-check/{name}-extra.log)")
     (OUT / "report.md").write_text("\n".join(lines) + "\n")
     print(f"wrote {OUT / 'report.md'}")
     return 1 if failed else 0

@@ -108,7 +108,7 @@ class UViT(nn.Module):
         self.pos_embed = nn.Parameter(torch.zeros(1, self.extras + n_patches, dim))
         self.in_blocks = nn.ModuleList(Block(dim, cfg.num_heads, cfg.mlp_ratio, False) for _ in range(self.half))
         self.mid_block = Block(dim, cfg.num_heads, cfg.mlp_ratio, False)
-        self.out_blocks = nn.ModuleList(Block(dim, cfg.num_heads, cfg.mlp_ratio, True) for _ in range(self.half))
+        self.out_blocks = nn.ModuleList(Block(dim, cfg.num_heads, cfg.mlp_ratio, cfg.long_skip) for _ in range(self.half))
         patch_dim = cfg.patch_size**2 * cfg.channels
         self.norm = nn.LayerNorm(dim)
         self.decoder_pred = nn.Linear(dim, patch_dim)

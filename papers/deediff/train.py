@@ -1,6 +1,6 @@
 """Train a U-ViT baseline, then fine-tune it with DeeDiff's losses: ``python -m papers.deediff.train --config FILE
---out DIR [key=value ...]``. Writes baseline.pt and deediff.pt (EMA weights) and resumes from checkpoint.pt, all in
-the config's weights folder (``Config.weights_path``)."""
+--out DIR [key=value ...]``. Writes baseline.pt and deediff.pt (EMA weights) into the config's weights folder
+(``Config.weights_path``) and resumes from the run folder's newest checkpoint (``DIR/checkpoints/``)."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ from papers.deediff.config import Config
 from papers.deediff.data import load_images
 from papers.deediff.diffusion import VPSDE, baseline_loss, deediff_losses, net_time
 from papers.deediff.model import UViT
-from shared.accel import count_parameters, pick_device, seed_everything, set_torch_threads
-from shared.runs import Run, load_checkpoint, load_config, parse_run_args, save_checkpoint
+from shared.accel import count_parameters, peak_memory_bytes, pick_device, seed_everything, set_torch_threads
+from shared.runs import Run, entrypoint, load_checkpoint, load_config, parse_run_args, save_checkpoint
 
 
 def configure_torch(cfg: Config) -> torch.device:
@@ -91,25 +91,24 @@ def load_backbone(model: UViT, path: Path) -> None:
     model.load_state_dict(state, strict=False)
 
 
-def train(cfg: Config, out: str | Path) -> dict[str, Any]:
+def train(cfg: Config, out: str | Path, overwrite: bool = False) -> dict[str, Any]:
     device = configure_torch(cfg)
-    run = Run(out, cfg)
+    run = Run(out, cfg, overwrite=overwrite)
     images, labels = load_images(cfg, "train")
     sde = VPSDE(cfg.beta_min, cfg.beta_max)
     model = UViT(cfg).to(device)
     ema = copy.deepcopy(model).requires_grad_(False)
     opt = make_optimizer(cfg, model.backbone_parameters(), cfg.lr)
     weights = cfg.weights_path(out)
-    ckpt = weights / "checkpoint.pt"
     stage, start, seconds = "baseline", 0, {"baseline": 0.0, "deediff": 0.0}
     last: dict[str, float] = {}
-    if cfg.finetune_from and not ckpt.exists():  # DeeDiff fine-tuning of a given baseline, fresh UEMs
+    state = run.restore()  # the run folder's newest complete checkpoint (checkpoints/), None on a fresh run
+    if cfg.finetune_from and state is None:  # DeeDiff fine-tuning of a given baseline, fresh UEMs
         load_backbone(model, Path(cfg.finetune_from))
         ema = copy.deepcopy(model).requires_grad_(False)
         opt = make_optimizer(cfg, list(model.parameters()), cfg.finetune_lr)
         stage = "deediff"
-    if ckpt.exists():  # resume from the last complete checkpoint
-        state = load_checkpoint(ckpt)
+    if state is not None:  # resume from the last complete checkpoint
         stage, start, seconds, last = state["stage"], state["step"], state["seconds"], state["last"]
         if stage == "deediff":
             opt = make_optimizer(cfg, list(model.parameters()), cfg.finetune_lr)
@@ -153,16 +152,22 @@ def train(cfg: Config, out: str | Path) -> dict[str, Any]:
         tick = now
         stage_done = step + 1 == cfg.baseline_steps or step + 1 == total
         if (step + 1) % cfg.checkpoint_every == 0 or stage_done:
-            save_checkpoint(ckpt, {"stage": stage, "step": step + 1, "seconds": seconds, "last": last,
+            run.save_checkpoint({"stage": stage, "step": step + 1, "seconds": seconds, "last": last,
                                    "model": model.state_dict(),
-                                   "ema": ema.state_dict(), "optimizer": opt.state_dict()})
+                                   "ema": ema.state_dict(), "optimizer": opt.state_dict()}, step + 1)
         if stage_done:
             save_checkpoint(weights / f"{stage}.pt", {"model": ema.state_dict(), "step": step + 1})
     n_img = {"baseline": cfg.baseline_steps * cfg.batch_size, "deediff": cfg.finetune_steps * cfg.batch_size}
+    train_seconds = seconds["baseline"] + seconds["deediff"]
+    history = [r for r in run.history() if r.get("stage") == stage]  # first and final loss of the same stage
     metrics = {
         "steps": total,
         "parameters": count_parameters(model),
+        "first_loss": history[0]["loss"] if history else float("nan"),
         "final_loss": last.get("loss", float("nan")),
+        "steps_per_s": total / train_seconds if train_seconds > 0 else float("nan"),
+        "images_per_s": total * cfg.batch_size / train_seconds if train_seconds > 0 else float("nan"),
+        "peak_gpu_memory_bytes": peak_memory_bytes(device) if device.type == "cuda" else 0,
         "baseline_seconds": seconds["baseline"],
         "finetune_seconds": seconds["deediff"],
         **{f"{k}_images_per_s": n_img[k] / seconds[k] for k in n_img if seconds[k] > 0},
@@ -173,8 +178,8 @@ def train(cfg: Config, out: str | Path) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_run_args(argv, __doc__)
-    return train(load_config(Config, args.config, args.overrides), args.out)
+    return train(load_config(Config, args.config, args.overrides), args.out, overwrite=args.overwrite)
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(entrypoint(main))

@@ -235,6 +235,8 @@ def setup_training(
         raise UserError(str(err)) from err
     if chosen.type == "cuda" and chosen.index is None:
         chosen = torch.device("cuda", torch.cuda.current_device())
+    if strategy == "fsdp" and chosen.type != "cuda":
+        raise UserError("strategy 'fsdp' shards over GPUs and needs CUDA; use strategy 'ddp' on CPU")
     if global_batch % info.world_size:
         raise UserError(f"batch size {global_batch} does not split evenly over {info.world_size} processes")
     per_rank = global_batch // info.world_size

@@ -68,6 +68,8 @@ def test_train_step_returns_global_means() -> None:
 def test_bad_training_settings_are_user_errors() -> None:
     with pytest.raises(UserError, match="micro_batch_size 16 exceeds"):
         setup_training("cpu", global_batch=8, micro_batch=16)
+    with pytest.raises(UserError, match="'fsdp' shards over GPUs"):
+        setup_training("cpu", global_batch=8, strategy="fsdp")
     with pytest.raises(UserError, match="precision 'fp8'"):
         setup_training("cpu", "fp8", global_batch=8)
     if not torch.cuda.is_available():

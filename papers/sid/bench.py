@@ -48,7 +48,7 @@ def bench(cfg: Config, out: str | Path, device_name: str = "auto") -> dict[str, 
         teacher_s = best_seconds(lambda: heun_sample(teacher, z, None, cfg.heun_steps), cfg.bench_repeats, device)
     trainer = SiDTrainer(cfg, teacher, make_network(cfg, 0), 0, shape, device)
     gen = torch.Generator().manual_seed(cfg.seed)
-    step_s = best_seconds(lambda: (trainer.fake_step(gen), trainer.generator_step(gen)), cfg.bench_repeats, device)
+    step_s = best_seconds(lambda: trainer.round(gen, 0), cfg.bench_repeats, device)
     result = {
         "task": cfg.task,
         "device": str(device) + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""),

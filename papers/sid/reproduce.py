@@ -30,8 +30,11 @@ TOY_VARIANTS: dict[str, list[str]] = {
     # guidance-scale sweep (configs/small_guidance.yaml); cfg = 2.0 and anti_cfg = -1.0 are the defaults above
     "cfg1.2": ["conditional=true", "guidance=cfg", "teacher_cfg=1.2"],
     "cfg1.5": ["conditional=true", "guidance=cfg", "teacher_cfg=1.5"],
-    "lsg1.5": ["conditional=true", "guidance=lsg", "teacher_cfg=1.5"],
-    "lsg2.0": ["conditional=true", "guidance=lsg", "teacher_cfg=2.0"],
+    "lsg1.5": ["conditional=true", "guidance=lsg", "teacher_cfg=1.5", "alpha=1.0"],  # SiD-LSG scripts: alpha 1
+    "lsg2.0": ["conditional=true", "guidance=lsg", "teacher_cfg=2.0", "alpha=1.0"],
+    # the EDM-trained MLP as the teacher (as in the paper: the teacher is a trained network), and Diffusion-GAN
+    "mlp_teacher": ["alpha=1.2", "toy_teacher=mlp"],
+    "fewstep2_gan": ["alpha=1.2", "gen_steps=2", "gan=true"],
     "anti_cfg-0.1": ["conditional=true", "guidance=anti_cfg", "anti_cfg=-0.1"],
     "anti_cfg-0.3": ["conditional=true", "guidance=anti_cfg", "anti_cfg=-0.3"],
     "anti_cfg-0.5": ["conditional=true", "guidance=anti_cfg", "anti_cfg=-0.5"],
@@ -42,7 +45,10 @@ IMAGE_VARIANTS: dict[str, list[str]] = {
     "uncond": ["conditional=false", "guidance=none"],
     "cond": ["conditional=true", "guidance=none"],
     "cfg": ["conditional=true", "guidance=cfg"],
-    "lsg": ["conditional=true", "guidance=lsg"],
+    "lsg": ["conditional=true", "guidance=lsg", "alpha=1.0"],
+    "uncond_seed1": ["conditional=false", "guidance=none", "seed=1"],  # SiD seeds of one teacher (teacher_seed)
+    "uncond_seed2": ["conditional=false", "guidance=none", "seed=2"],
+    "uncond_gan": ["conditional=false", "guidance=none", "gan=true"],
     "zero_cfg": ["conditional=true", "guidance=zero_cfg"],
     "anti_cfg": ["conditional=true", "guidance=anti_cfg"],
 }

@@ -16,6 +16,7 @@ import matplotlib.pyplot as plt
 
 from papers.sid import evaluate, train
 from papers.sid.config import Config
+from papers.sid.plots import fid_curves
 from shared.runs import Run, load_config, parse_run_args
 
 TOY_VARIANTS: dict[str, list[str]] = {
@@ -120,6 +121,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         fig.tight_layout()
         fig.savefig(out / "distance_vs_images.png", dpi=90)
         plt.close(fig)
+    if feature_net:
+        fid_curves(out)  # FID vs generator samples, teacher FID line
     cols = [c for c in COLUMNS if any(c in r for r in rows)]
     lines = ["| part | variant | sampler | NFE | " + " | ".join(cols) + " |", "|" + "---|" * (4 + len(cols))]
     for r in rows:

@@ -17,7 +17,7 @@ from papers.sid.sid import SiDTrainer, generate
 from papers.sid.task import make_network
 from shared.accel import Timer, pick_device, seed_everything, set_torch_threads
 from shared.data import load
-from shared.runs import load_config, parse_run_args
+from shared.runs import entrypoint, load_config, parse_run_args
 
 
 def best_seconds(fn: Any, repeats: int, device: torch.device) -> float:
@@ -80,4 +80,4 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(entrypoint(main))

@@ -20,7 +20,14 @@ from papers.sid.config import Config
 from papers.sid.edm import heun_evaluations
 from papers.sid.metrics import Sampler, draw, generator_sampler, quality, teacher_sampler
 from papers.sid.task import Task, build_task, make_network, teacher_path
-from shared.runs import CheckpointError, load_checkpoint, load_config, parse_run_args, save_checkpoint
+from shared.runs import (
+    CheckpointError,
+    entrypoint,
+    load_checkpoint,
+    load_config,
+    parse_run_args,
+    save_checkpoint,
+)
 
 
 def load_generator(cfg: Config, out: Path, num_classes: int, name: str = "generator.pt") -> torch.nn.Module:
@@ -118,4 +125,4 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(entrypoint(main))

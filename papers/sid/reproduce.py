@@ -17,7 +17,7 @@ import matplotlib.pyplot as plt
 from papers.sid import evaluate, train
 from papers.sid.config import Config
 from papers.sid.plots import fid_curves
-from shared.runs import Run, load_config, parse_run_args
+from shared.runs import Run, entrypoint, load_config, parse_run_args
 
 TOY_VARIANTS: dict[str, list[str]] = {
     "alpha1.0": ["alpha=1.0"],
@@ -141,4 +141,4 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(entrypoint(main))

@@ -138,9 +138,11 @@ def plot_layer_report(report: dict[str, Any], path: Path) -> None:
     ax.plot(blocks, report.get("achieved_block_sparsity") or [], "x--", label="achieved sparsity")
     ax.set_xlabel("decoder block")
     ax.set_ylabel("sparsity")
-    if report.get("outlier_ratios"):
+    ratios = report.get("outlier_ratios") or []
+    ratios = [sum(r.values()) / len(r) if isinstance(r, dict) else r for r in ratios]  # per-layer: block mean
+    if ratios:
         twin = ax.twinx()
-        twin.bar(blocks, report["outlier_ratios"], alpha=0.25, color="tab:red", label="outlier ratio D (%)")
+        twin.bar(blocks, ratios, alpha=0.25, color="tab:red", label="outlier ratio D (%)")
         twin.set_ylabel(f"outlier ratio D (%), M={report.get('owl_m')}")
         twin.legend(loc="upper right")
     ax.legend(loc="upper left")

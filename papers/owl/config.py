@@ -84,7 +84,7 @@ class Config:
                 raise ValueError(f"the outlier threshold M (owl_m) must be positive, got {m}")
         for lam in (self.owl_lambda, *self.grid_lambda):
             check_owl_lambda(lam, nm)
-        choices = {"offload": ("auto", "on", "off"), "owl_granularity": ("block", "layer"), "tie_break": TIE_BREAKS,
+        choices = {"offload": ("auto", "always", "never"), "owl_granularity": ("block", "layer"), "tie_break": TIE_BREAKS,
                    "save_format": ("dense", "compressed")}
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:

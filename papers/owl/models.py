@@ -130,9 +130,9 @@ def resolve_device(device: str) -> torch.device:
 
 
 def load_model(name: str, seed: int = 0, device: str = "cpu", dtype: str = "float32",
-               offload: str = "off") -> tuple[PreTrainedModel, object | None]:
+               offload: str = "never") -> tuple[PreTrainedModel, object | None]:
     """A model in ``dtype`` on ``device`` and its tokenizer (None for the byte-level models). With offloading
-    (``offload``: on / off / auto = 7B+ on CUDA) the decoder blocks stay on the CPU and the rest on ``device``."""
+    (``offload``: always / never / auto = 7B+ on CUDA) the decoder blocks stay on the CPU and the rest on ``device``."""
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {tuple(DTYPES)}, got {dtype!r}")
     target = resolve_device(device)

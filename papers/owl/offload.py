@@ -17,10 +17,10 @@ def execution_device(model: nn.Module) -> torch.device:
 
 
 def should_offload(model: nn.Module, device: torch.device, offload: str) -> bool:
-    """``on``/``off`` as given; ``auto``: on CUDA for models of 7B+ parameters."""
+    """``always``/``never`` as given; ``auto``: on CUDA for models of 7B+ parameters."""
     if offload == "auto":
         return device.type == "cuda" and sum(p.numel() for p in model.parameters()) >= OFFLOAD_AUTO_PARAMS
-    return offload == "on"
+    return offload == "always"
 
 
 def offload_blocks(model: nn.Module, blocks: nn.ModuleList, device: torch.device) -> None:

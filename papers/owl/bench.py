@@ -22,7 +22,7 @@ from papers.owl.offload import execution_device, streamed
 from papers.owl.pipeline import calibration_sequences, evaluation_tokens, prune
 from papers.owl.sequential import PRUNERS, find_decoder_blocks
 from shared.accel import ThroughputMeter, Timer, peak_memory_bytes, seed_everything, set_torch_threads
-from shared.runs import load_config, parse_run_args
+from shared.runs import entrypoint, load_config, parse_run_args
 
 
 def _rss_bytes() -> int:
@@ -99,4 +99,4 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(entrypoint(main))

@@ -15,7 +15,7 @@ from papers.owl.offload import execution_device, offload_blocks
 from papers.owl.pipeline import evaluation_tokens, perplexities, sparsity_columns, write_json
 from papers.owl.sequential import find_decoder_blocks
 from shared.accel import set_torch_threads
-from shared.runs import load_config, parse_run_args
+from shared.runs import entrypoint, load_config, parse_run_args
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
@@ -44,4 +44,4 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(entrypoint(main))

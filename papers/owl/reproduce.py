@@ -34,7 +34,7 @@ from papers.owl.pipeline import (
 )
 from papers.owl.sequential import dense_input_norms
 from shared.accel import seed_everything, set_torch_threads
-from shared.runs import Run, load_checkpoint, load_config, parse_run_args, save_checkpoint
+from shared.runs import Run, entrypoint, load_checkpoint, load_config, parse_run_args, save_checkpoint
 
 # OWL README, LLaMA-7B, WikiText-2 perplexity at 70% unstructured sparsity.
 PAPER_LLAMA7B_70 = {"dense": 5.68, "magnitude": 48419.12, "wanda": 85.77, "owl_wanda": 24.55,
@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     cfg = load_config(Config, args.config, args.overrides)
     set_torch_threads(cfg.threads)
     seed_everything(cfg.seed)
-    run = Run(args.out, cfg)
+    run = Run(args.out, cfg, overwrite=args.overwrite)
     model, tokenizer = load_model(cfg.model, cfg.seed, cfg.device, cfg.dtype, cfg.offload)
     jobs = Jobs(cfg, run, model, tokenizer)
     started = time.perf_counter()
@@ -291,4 +291,4 @@ def _plot_curve(cfg: Config, curve: dict, path: Path) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(entrypoint(main))

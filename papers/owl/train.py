@@ -28,7 +28,7 @@ from papers.owl.pipeline import (
 )
 from papers.owl.sequential import dense_input_norms, find_decoder_blocks, outlier_ratios
 from shared.accel import seed_everything, set_torch_threads
-from shared.runs import Run, load_checkpoint, load_config, parse_run_args, save_checkpoint
+from shared.runs import Run, entrypoint, load_checkpoint, load_config, parse_run_args, save_checkpoint
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     cfg = load_config(Config, args.config, args.overrides)
     set_torch_threads(cfg.threads)
     seed_everything(cfg.seed)
-    run = Run(args.out, cfg)
+    run = Run(args.out, cfg, overwrite=args.overwrite)
     model, tokenizer = load_model(cfg.model, cfg.seed, cfg.device, cfg.dtype, cfg.offload)
     device = execution_device(model)
     sequences = calibration_sequences(cfg, tokenizer)
@@ -79,4 +79,4 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(entrypoint(main))

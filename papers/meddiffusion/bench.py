@@ -14,7 +14,7 @@ from papers.meddiffusion.config import Config
 from papers.meddiffusion.engine import Prepared, build_model, load_cohort, make_optimizer, prepare
 from papers.meddiffusion.models import meddiffusion_loss
 from shared.accel import ThroughputMeter, count_parameters, seed_everything, set_torch_threads
-from shared.runs import load_config, parse_run_args
+from shared.runs import entrypoint, load_config, parse_run_args
 
 TRAIN_BATCHES = 30
 WARMUP = 3
@@ -72,4 +72,4 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(entrypoint(main))

@@ -15,7 +15,7 @@ from papers.meddiffusion.engine import (
     prepare,
     split_predictions,
 )
-from shared.runs import load_checkpoint, load_config, parse_run_args
+from shared.runs import entrypoint, load_checkpoint, load_config, parse_run_args
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -32,4 +32,4 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(entrypoint(main))

@@ -29,7 +29,7 @@ from papers.meddiffusion.engine import fit, load_cohort, prepare, read_predictio
 from papers.meddiffusion.metrics import average_precision, bootstrap, interval, pr_auc_trapezoid
 from papers.meddiffusion.reference import logistic_regression_reference
 from papers.meddiffusion.variants import variant_overrides
-from shared.runs import load_config, parse_run_args, to_dict
+from shared.runs import entrypoint, load_config, parse_run_args, to_dict
 
 METRICS = ("pr_auc_trapz", "pr_auc", "f1", "kappa", "f1_tuned", "kappa_tuned", "roc_auc")
 PR_AUCS = {"pr_auc_trapz": pr_auc_trapezoid, "pr_auc": average_precision}
@@ -246,4 +246,4 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(entrypoint(main))

@@ -10,7 +10,7 @@ from typing import Any
 
 from papers.meddiffusion.config import Config
 from papers.meddiffusion.engine import fit, load_cohort, prepare
-from shared.runs import load_config, parse_run_args
+from shared.runs import entrypoint, load_config, parse_run_args
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -22,4 +22,4 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(entrypoint(main))

@@ -35,7 +35,7 @@ from papers.meddiffusion.models import RiskModel, meddiffusion_loss
 from shared.accel import seed_everything, set_torch_threads
 from shared.data import load
 from shared.metrics import roc_auc
-from shared.runs import Run, load_checkpoint, save_checkpoint
+from shared.runs import Run, save_checkpoint
 
 NO_DECAY_MODULES = (torch.nn.LayerNorm, torch.nn.GroupNorm, torch.nn.BatchNorm1d)
 BALANCED_RATIO = 0.25  # the official BalancedBatchSampler's share of positives per batch
@@ -204,7 +204,7 @@ def _selection_key(metrics: dict[str, float]) -> tuple[float, float]:
 
 def fit(cfg: Config, prepared: Prepared, out_dir: str | Path, *, tensorboard: bool = True,
         progress: bool = True, stop_after: int | None = None) -> dict[str, Any]:
-    """Train with early stopping, resuming from ``out_dir/checkpoint.pt``; returns validation and test metrics
+    """Train with early stopping, resuming from the run's latest checkpoint (``out_dir/checkpoints/``); returns validation and test metrics
     of the epoch with the best validation F1, and writes per-patient validation/test predictions to
     ``predictions.csv``. ``stop_after`` ends the call after that many epochs (for tests)."""
     seed_everything(cfg.seed)
@@ -213,11 +213,11 @@ def fit(cfg: Config, prepared: Prepared, out_dir: str | Path, *, tensorboard: bo
     model = build_model(cfg, prepared.vocab_size)
     opt = make_optimizer(cfg, model)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=0.5, patience=3)
-    ckpt = run.dir / "checkpoint.pt"
     state: dict[str, Any] = {"epoch": 0, "best_key": None, "best_epoch": -1, "bad_epochs": 0,
                              "best_model": None}
-    if ckpt.exists():  # resume from the last complete epoch
-        saved = load_checkpoint(ckpt)
+    saved = run.restore()  # the last complete epoch, if any (also trims metrics.jsonl to earlier rows)
+    if saved is not None:
+        saved.pop("step")
         model.load_state_dict(saved.pop("model"))
         opt.load_state_dict(saved.pop("optimizer"))
         sched.load_state_dict(saved.pop("scheduler"))
@@ -258,8 +258,8 @@ def fit(cfg: Config, prepared: Prepared, out_dir: str | Path, *, tensorboard: bo
         run.log(epoch, **{f"train_{k}": v / seen for k, v in sums.items()}, **{f"val_{k}": v for k, v in val.items()},
                 lr=opt.param_groups[0]["lr"])
         bar.set_postfix(val_f1=f"{val['f1']:.3f}", best=state["best_epoch"])
-        save_checkpoint(ckpt, {**state, "model": model.state_dict(), "optimizer": opt.state_dict(),
-                               "scheduler": sched.state_dict(), "torch_rng": torch.get_rng_state()})
+        run.save_checkpoint({**state, "model": model.state_dict(), "optimizer": opt.state_dict(),
+                             "scheduler": sched.state_dict(), "torch_rng": torch.get_rng_state()}, step=epoch + 1)
         epochs_this_call += 1
     finished = state["epoch"] >= cfg.epochs or state["bad_epochs"] >= cfg.patience
     if not finished:

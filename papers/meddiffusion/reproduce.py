@@ -14,6 +14,7 @@ import dataclasses
 import functools
 import json
 import re
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -57,8 +58,8 @@ def run_one(cfg: Config, prepared: Any, run_dir: Path) -> dict[str, Any]:
     if done.exists() and json.loads(done.read_text()).get("finished"):
         return {**json.loads(done.read_text()), "reused": True}
     metrics = fit(cfg, prepared, run_dir, tensorboard=False)
-    for name in ("checkpoint.pt", "best_model.pt"):
-        (run_dir / name).unlink(missing_ok=True)
+    shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+    (run_dir / "best_model.pt").unlink(missing_ok=True)
     return metrics
 
 

@@ -1,6 +1,6 @@
 """Train one model: ``python -m papers.meddiffusion.train --config FILE --out DIR [key=value ...]``.
 
-Resumes from ``DIR/checkpoint.pt``; writes metrics.json (validation and test metrics of the epoch with the best
+Resumes from the latest checkpoint in ``DIR/checkpoints/``; writes metrics.json (validation and test metrics of the epoch with the best
 validation F1) and best_model.pt.
 """
 

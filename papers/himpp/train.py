@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from papers.himpp.common import load_benchmark, pretrained_encoder, train_and_test
+from papers.himpp.common import initial_encoder, load_benchmark, train_and_test
 from papers.himpp.config import HiMPPConfig
 from papers.himpp.featurize import GraphCache
 from shared.runs import load_config, parse_run_args
@@ -17,7 +17,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     out = Path(args.out)
     cache = GraphCache()
     bench = load_benchmark(cfg.dataset, cache, cfg.fsmol_max_tasks_per_split)
-    init, _ = pretrained_encoder(cfg, bench, cache, out)
+    init, _ = initial_encoder(cfg, bench, cache, out)
     metrics = train_and_test(cfg, out, cache, bench, init)
     print(f"{cfg.method} {cfg.dataset} {cfg.k_shot}-shot: test ROC-AUC {metrics['roc_auc']:.4f}")
     return metrics

@@ -4,14 +4,17 @@ PY := .venv/bin/python
 STAMP := .venv/.installed
 PAPER ?=
 CONFIG ?= small
+OUT ?= build/reproduce/$(PAPER)/$(CONFIG)
 PAPER_REQS := $(wildcard papers/*/requirements.txt)
 
-.PHONY: help setup data test lint contracts unit smoke reproduce bench new-paper lock clean check-paper
+.PHONY: help setup data test lint contracts unit smoke reproduce publish-results bench gpu-check new-paper lock clean check-paper
 
 help:
 	@echo "make setup                              .venv, the project and its envs, the offline data"
 	@echo "make test                               set-up, lint, import contracts, unit tests, every paper's smoke run"
-	@echo "make reproduce PAPER=<name> [CONFIG=small]  a paper's reproduction into papers/<name>/results/<config>/"
+	@echo "make reproduce PAPER=<name> [CONFIG=small] [OUT=dir]  a paper's reproduction into build/reproduce/<name>/<config>/"
+	@echo "make publish-results PAPER=<name> [CONFIG=small]  copy that run into papers/<name>/results/<config>/ (clean tree only)"
+	@echo "make gpu-check [DRY_RUN=1]              every paper's paper config shape for a few steps on CUDA -> build/gpu-check/report.md"
 	@echo "make smoke PAPER=<name>                 one paper's smoke run (no PAPER: all)"
 	@echo "make bench PAPER=<name>                 a paper's benchmark"
 	@echo "make new-paper NAME=<name>              a new paper folder from the template"
@@ -56,7 +59,14 @@ check-paper:
 
 reproduce: check-paper setup
 	@test -f papers/$(PAPER)/configs/$(CONFIG).yaml || { echo "no config papers/$(PAPER)/configs/$(CONFIG).yaml; have: $$(ls papers/$(PAPER)/configs)"; exit 2; }
-	$(PY) -m papers.$(PAPER).reproduce --config papers/$(PAPER)/configs/$(CONFIG).yaml --out papers/$(PAPER)/results/$(CONFIG)
+	$(PY) -m papers.$(PAPER).reproduce --config papers/$(PAPER)/configs/$(CONFIG).yaml --out $(OUT)
+
+# Committed results change only here: from a clean tree, from a run that was itself made from a clean tree.
+publish-results: check-paper
+	python3 ci/publish_results.py $(PAPER) $(CONFIG)
+
+gpu-check: $(if $(DRY_RUN),,setup)
+	$(if $(wildcard $(PY)),$(PY),python3) ci/gpu_check.py $(if $(DRY_RUN),--dry-run) $(if $(EXTRA),--extra)
 
 bench: check-paper setup
 	$(PY) -m papers.$(PAPER).bench --config papers/$(PAPER)/configs/small.yaml --out build/bench/$(PAPER)

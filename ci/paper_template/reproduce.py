@@ -6,13 +6,13 @@ import json
 from pathlib import Path
 
 from papers.__NAME__ import evaluate, train
-from shared.runs import parse_run_args
+from shared.runs import entrypoint, parse_run_args
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
     args = parse_run_args(argv, __doc__)
     common = ["--config", args.config, "--out", args.out, *args.overrides]
-    train.main(common)
+    train.main([*common, *(["--overwrite"] if args.overwrite else [])])
     metrics = evaluate.main(common)
     table = "| metric | ours | paper |\n|---|---|---|\n" + "".join(f"| {k} | {v:.4f} | n/a |\n" for k, v in metrics.items())
     Path(args.out, "results.md").write_text(table)
@@ -22,4 +22,4 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(entrypoint(main))

@@ -17,7 +17,7 @@ from papers.deediff.diffusion import VPSDE, sample
 from papers.deediff.sweep import ExitPolicy
 from papers.deediff.train import configure_torch, load_weights, train
 from shared.accel import Timer
-from shared.runs import load_config, parse_run_args
+from shared.runs import entrypoint, load_config, parse_run_args
 
 
 def time_policy(model, cfg: Config, policy: ExitPolicy, batch: int, device: torch.device) -> tuple[float, float]:
@@ -69,4 +69,4 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(entrypoint(main))

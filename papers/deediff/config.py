@@ -12,15 +12,19 @@ class Config:
     """Backbone, the two training stages (baseline, then DeeDiff fine-tuning), sampling and the evaluation sweep."""
 
     seed: int = 0
-    device: str = "cpu"
+    device: str = "auto"  # auto | cpu | cuda | cuda:N (train: under torchrun each process takes cuda:LOCAL_RANK)
+    precision: str = "auto"  # train: auto (bf16 on CUDA sm>=8, fp16 on older CUDA, fp32 on CPU) | bf16 | fp16 | fp32
+    micro_batch_size: int = 0  # train: rows per forward pass on each process; 0 = the whole per-process batch
+    strategy: str = "ddp"  # train under torchrun: ddp | fsdp (CUDA only)
     threads: int = 0  # torch CPU threads; 0 = torch's default. 1 is much faster on a CPU other jobs keep busy
     # where checkpoints and trained weights go: "" = <out>/weights; "@cache/NAME" = data_home()/deediff/NAME
     weights_dir: str = ""
-    # data: a name known to shared.data.load (mnist, fashion_mnist; cifar10 / celeba64 where the user has them)
+    # data: a name known to shared.data.load (mnist, fashion_mnist; cifar10 / celeba64 where the user has them),
+    # or synthetic (seeded noise images, for timing where the real data are absent)
     dataset: str = "fashion_mnist"
     train_subset: int = 0  # 0 = the whole train split
     data_root: str = ""  # celeba64 only: the folder of img_align_celeba[.zip]; "" = $CELEBA_DIR or the data home
-    image_size: int = 28
+    image_size: int = 28  # 14 on MNIST / Fashion-MNIST: 2x2 average-pooled images (samples are upsampled to score)
     channels: int = 1
     # U-ViT (Bao et al. 2023); depth counts in+out blocks, so the net has depth + 1 layers (U-ViT-S: 12 -> 13)
     patch_size: int = 4
@@ -31,6 +35,7 @@ class Config:
     num_classes: int = 10  # 0 = unconditional
     mlp_time_embed: bool = False
     conv_out: bool = True
+    long_skip: bool = True  # U-ViT's long skips Linear([x, skip]) into the out-blocks (its ablation turns them off)
     # DeeDiff uncertainty estimation module: the official code feeds tokens only, the paper text [tokens, t]
     uem_timestep_aware: bool = False
     uem_weight: float = 1.0  # lambda in front of L_u (official: 1)
@@ -60,6 +65,7 @@ class Config:
     eval_batch_size: int = 250
     thresholds: list[float] = dataclasses.field(default_factory=lambda: [0.8, 0.85, 0.9])
     patience: int = 2  # triggers needed in the first half of the net (official: exit at the second one)
+    bootstrap: int = 200  # resamples for the 95% intervals on every FID and FID gap; 0 = none
     # benchmark
     bench_batch_sizes: list[int] = dataclasses.field(default_factory=lambda: [1, 64])
     bench_threshold: float = 0.9
@@ -72,7 +78,7 @@ class Config:
         return self.depth + 1
 
     def weights_path(self, out: str | Path) -> Path:
-        """The folder of checkpoint.pt, baseline.pt and deediff.pt for a run writing to ``out``."""
+        """The folder of baseline.pt and deediff.pt for a run writing to ``out``."""
         if not self.weights_dir:
             return Path(out) / "weights"
         if self.weights_dir.startswith("@cache/"):
@@ -102,6 +108,8 @@ class Config:
             raise ValueError(f"need 0 < beta_min < beta_max, got {self.beta_min}, {self.beta_max}")
         if any(not 0.0 < t <= 1.0 for t in self.thresholds):
             raise ValueError(f"thresholds are certainties in (0, 1], got {self.thresholds}")
+        if self.bootstrap < 0:
+            raise ValueError(f"bootstrap must be >= 0 (0 = no intervals), got {self.bootstrap}")
         if self.patience < 1:
             raise ValueError(f"patience must be >= 1, got {self.patience}")
         if self.threads < 0:

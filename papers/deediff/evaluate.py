@@ -1,8 +1,11 @@
 """The DeeDiff sweep on a trained run: ``python -m papers.deediff.evaluate --config FILE --out TRAIN_RUN_DIR``.
 
-For the baseline and the DeeDiff model at full depth, DeeDiff early exits over ``thresholds`` and static
-truncation at the depths the early exits use on average: FID (the repo's named feature network), class accuracy
-of the samples, fraction of layers executed, FLOPs and wall-clock sampling time. Writes eval.json and samples.npz.
+For the baseline and the DeeDiff model at full depth, DeeDiff early exits over ``thresholds``, static truncation
+at the depths the early exits use on average, and for each threshold a static per-timestep depth schedule (the
+exit run's mean depth at every sampling step, rounded, the same for all samples): FID with a bootstrap interval
+(the repo's named feature network), class accuracy of the samples, fraction of layers executed, FLOPs and
+wall-clock sampling time; paired bootstrap intervals on the FID gaps the claims rest on. Writes eval.json and
+samples.npz.
 """
 
 from __future__ import annotations
@@ -16,13 +19,14 @@ import torch
 from tqdm.auto import tqdm
 
 from papers.deediff.config import Config
-from papers.deediff.data import load_images
+from papers.deediff.data import at_size, load_images
 from papers.deediff.diffusion import VPSDE, mean_sq, net_time
 from papers.deediff.model import UViT
+from papers.deediff.stats import fid_ci, paired_fid_gap
 from papers.deediff.sweep import ExitPolicy, flop_table, generate
 from papers.deediff.train import configure_torch, load_weights
 from shared.metrics import FeatureStats, frechet_distance
-from shared.runs import load_config, parse_run_args
+from shared.runs import entrypoint, load_config, parse_run_args
 
 FEATURE_NET_DATASETS = ("mnist", "fashion_mnist")
 SAMPLES_SHOWN = 20
@@ -72,24 +76,35 @@ def evaluate(cfg: Config, run_dir: str | Path, baseline_row: bool = True) -> dic
             "sampling_seconds": seconds,
             "depth_by_step": depth.mean(1).tolist(), "t_by_step": times.tolist(),
         }
+        if policy.schedule is not None:
+            row["schedule"] = list(policy.schedule)
         if net is not None:
-            row["fid"] = frechet_distance(net.stats(images), ref)
+            scored = at_size(images)  # 14x14 configs are scored at the feature network's 28x28
+            features[policy.name] = net.features(scored)
+            row["fid"] = frechet_distance(FeatureStats.from_features(features[policy.name], net.name), ref)
+            if cfg.bootstrap:
+                row["fid_ci"] = list(fid_ci(features[policy.name], ref, cfg.bootstrap, cfg.seed))
             if cfg.num_classes > 0:
-                row["class_accuracy"] = float((net.predict(images) == labels.numpy()).mean())
+                row["class_accuracy"] = float((net.predict(scored) == labels.numpy()).mean())
         shown = images[:SAMPLES_SHOWN].permute(0, 2, 3, 1)  # (n, H, W, C)
         samples[policy.name] = ((shown + 1) * 127.5).round().to(torch.uint8).numpy()
         return row
 
     samples: dict[str, np.ndarray] = {}
+    features: dict[str, np.ndarray] = {}
     plan = [("baseline", ExitPolicy("baseline full"))] if baseline_row else []
     plan += [("deediff", ExitPolicy("deediff full"))]
     plan += [("deediff", ExitPolicy(f"deediff exit {thr:g}", threshold=thr, patience=cfg.patience)) for thr in cfg.thresholds]
     rows = []
     for model_name, policy in tqdm(plan, desc="sweep"):
         rows.append(measure(model_name, policy))
-    static_depths = sorted({round(r["layer_fraction"] * n_layers) for r in rows if r["threshold"] is not None})
+    exits = [r for r in rows if r["threshold"] is not None]
+    static_depths = sorted({round(r["layer_fraction"] * n_layers) for r in exits})
     for k in tqdm([k for k in static_depths if 1 <= k < n_layers], desc="static"):
         rows.append(measure("deediff", ExitPolicy(f"deediff static {k}/{n_layers}", n_layers=k)))
+    for r in tqdm(exits, desc="schedule"):  # matched compute per sampling step, not just on average
+        schedule = tuple(int(d) for d in np.clip(np.rint(r["depth_by_step"]), 1, n_layers))
+        rows.append(measure("deediff", ExitPolicy(f"deediff schedule {r['threshold']:g}", schedule=schedule)))
     full_seconds = next(r["sampling_seconds"] for r in rows if r["config"] == "deediff full")
     for r in rows:
         r["speedup_wallclock"] = full_seconds / r["sampling_seconds"]
@@ -98,13 +113,32 @@ def evaluate(cfg: Config, run_dir: str | Path, baseline_row: bool = True) -> dic
         "feature_net": net.name if net is not None else None, "full_gflops_per_pass": full_flops / 1e9, "rows": rows,
         "diagnostics": {name: layer_diagnostics(m, cfg) for name, m in models.items()},
     }
+    if net is not None and cfg.bootstrap:
+        result["comparisons"] = [
+            {"a": a, "b": b, **paired_fid_gap(features[a], features[b], ref, cfg.bootstrap, cfg.seed)}
+            for a, b in comparisons(rows, n_layers) if a in features and b in features
+        ]
     if net is not None:  # FID of as many real training images: the floor this sample size allows
         real, _ = load_images(cfg, "train")
         pick = torch.randperm(len(real), generator=torch.Generator().manual_seed(cfg.seed + 2))[: cfg.eval_samples]
-        result["fid_real_train_floor"] = frechet_distance(FeatureStats.from_features(net.features(real[pick]), net.name), ref)
+        result["fid_real_train_floor"] = frechet_distance(FeatureStats.from_features(net.features(at_size(real[pick])), net.name), ref)
     (run_dir / "eval.json").write_text(json.dumps(result, indent=2))
     np.savez_compressed(run_dir / "samples.npz", **samples)
     return result
+
+
+def comparisons(rows: list[dict[str, Any]], n_layers: int) -> list[tuple[str, str]]:
+    """The paired FID gaps the claims rest on: the DeeDiff model at full depth vs the baseline, and each early-exit
+    row vs the full DeeDiff model, vs static truncation at the closest average depth and vs its per-step schedule."""
+    names = {r["config"] for r in rows}
+    pairs = [("deediff full", "baseline full")]
+    for r in rows:
+        if r["threshold"] is None:
+            continue
+        k = round(r["layer_fraction"] * n_layers)
+        static = "deediff full" if k >= n_layers else f"deediff static {k}/{n_layers}"
+        pairs += [(r["config"], "deediff full"), (r["config"], static), (r["config"], f"deediff schedule {r['threshold']:g}")]
+    return [p for p in dict.fromkeys(pairs) if p[0] != p[1] and set(p) <= names]
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -113,4 +147,4 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(entrypoint(main))

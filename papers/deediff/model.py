@@ -7,6 +7,7 @@ fed by long skip connections. Every layer can exit through the backbone's own ou
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -108,7 +109,7 @@ class UViT(nn.Module):
         self.pos_embed = nn.Parameter(torch.zeros(1, self.extras + n_patches, dim))
         self.in_blocks = nn.ModuleList(Block(dim, cfg.num_heads, cfg.mlp_ratio, False) for _ in range(self.half))
         self.mid_block = Block(dim, cfg.num_heads, cfg.mlp_ratio, False)
-        self.out_blocks = nn.ModuleList(Block(dim, cfg.num_heads, cfg.mlp_ratio, True) for _ in range(self.half))
+        self.out_blocks = nn.ModuleList(Block(dim, cfg.num_heads, cfg.mlp_ratio, cfg.long_skip) for _ in range(self.half))
         patch_dim = cfg.patch_size**2 * cfg.channels
         self.norm = nn.LayerNorm(dim)
         self.decoder_pred = nn.Linear(dim, patch_dim)
@@ -164,8 +165,14 @@ class UViT(nn.Module):
         return self.uems[index](tokens[:, self.extras :], time_emb)
 
     # ---- forwards -----------------------------------------------------------------------------------------------
-    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None, n_layers: int | None = None) -> torch.Tensor:
-        """Noise prediction from the first ``n_layers`` layers (default all: the ordinary U-ViT)."""
+    def forward(
+        self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None, n_layers: int | None = None,
+        all_exits: bool = False,
+    ) -> Any:
+        """Noise prediction from the first ``n_layers`` layers (default all: the ordinary U-ViT); ``all_exits``:
+        :meth:`forward_all_exits` (so that a DDP wrapper's forward runs the training pass)."""
+        if all_exits:
+            return self.forward_all_exits(x, t, y)
         n_layers = self.n_layers if n_layers is None else n_layers
         if not 1 <= n_layers <= self.n_layers:
             raise ValueError(f"n_layers must be in [1, {self.n_layers}], got {n_layers}")

@@ -21,22 +21,77 @@ PAPER_CLAIMS = (
 )
 
 
+MIN_BASELINE_ACCURACY = 0.5  # below this the baseline does not generate (chance is 0.1): no claim is judged on it
+
+
 def _fmt(value: Any, spec: str) -> str:
     return "n/a" if value is None else format(value, spec)
+
+
+def _fid(row: dict[str, Any]) -> str:
+    ci = row.get("fid_ci")
+    return _fmt(row.get("fid"), ".2f") + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "")
 
 
 def results_table(result: dict[str, Any]) -> str:
     head = (
         "| configuration | layers executed | FLOPs vs full | GFLOPs / image | sampling s | wall-clock speed-up "
-        "| FID | class acc |\n|---|---|---|---|---|---|---|---|\n"
+        "| FID [95% CI] | class acc |\n|---|---|---|---|---|---|---|---|\n"
     )
     lines = [
         f"| {r['config']} | {r['layer_fraction']:.1%} | {r['flops_fraction']:.1%} | {r['gflops_per_image']:.3f} "
-        f"| {r['sampling_seconds']:.1f} | {r['speedup_wallclock']:.2f}x | {_fmt(r.get('fid'), '.2f')} "
+        f"| {r['sampling_seconds']:.1f} | {r['speedup_wallclock']:.2f}x | {_fid(r)} "
         f"| {_fmt(r.get('class_accuracy'), '.3f')} |"
         for r in result["rows"]
     ]
     return head + "\n".join(lines) + "\n"
+
+
+def quality_gate(result: dict[str, Any], min_accuracy: float = MIN_BASELINE_ACCURACY) -> str | None:
+    """Why the claims must be withheld (a baseline that does not generate, or cannot be checked), else None."""
+    base = next((r for r in result["rows"] if r["config"] == "baseline full"), None)
+    if base is None or base.get("class_accuracy") is None:
+        return ("the baseline's sample quality cannot be checked (no baseline row, or no class accuracy: "
+                "unconditional data or no feature network)")
+    if base["class_accuracy"] < min_accuracy:
+        return (f"the baseline's samples have class accuracy {base['class_accuracy']:.3f} < {min_accuracy} "
+                "(chance: 1 / classes): it does not generate, so early exits cannot be judged on it")
+    return None
+
+
+def _gap(comp: dict[str, Any]) -> str:
+    """A paired FID gap with its interval and the verdict it allows (a gap inside the interval is no gap)."""
+    verdict = "worse" if comp["ci_low"] > 0 else "better" if comp["ci_high"] < 0 else "no gap"
+    return f"{comp['gap']:+.2f} [{comp['ci_low']:+.2f}, {comp['ci_high']:+.2f}] ({verdict})"
+
+
+def claims_table(result: dict[str, Any]) -> str:
+    """The paper's claims beside ours, from the paired FID gaps of eval.json (``comparisons``)."""
+    comps = {(c["a"], c["b"]): c for c in result.get("comparisons", [])}
+    rows = {r["config"]: r for r in result["rows"]}
+    lines = ["| claim | paper | ours: FID gap (row - reference) [95% paired bootstrap CI] |", "|---|---|---|"]
+    if ("deediff full", "baseline full") in comps:
+        lines.append("| DeeDiff model at full depth vs the baseline | better | "
+                     f"{_gap(comps[('deediff full', 'baseline full')])} |")
+    for (a, b), comp in comps.items():
+        if not a.startswith("deediff exit"):
+            continue
+        row = rows[a]
+        what = {"deediff full": "minimal FID drop vs full depth", "static": "vs static truncation, matched compute",
+                "schedule": "vs a static per-timestep depth schedule, matched compute"}
+        kind = "deediff full" if b == "deediff full" else "schedule" if "schedule" in b else "static"
+        paper = "yes (> 40% speed-up)" if kind == "deediff full" else "(not in the paper)"
+        lines.append(f"| {a} ({row['flops_fraction']:.0%} FLOPs, {row['speedup_wallclock']:.2f}x wall-clock): "
+                     f"{what[kind]} ({b}) | {paper} | {_gap(comp)} |")
+    return "\n".join(lines) + "\n"
+
+
+def claims_section(result: dict[str, Any]) -> tuple[str, str | None]:
+    """The claims section of results.md and, when the quality gate withholds it, the reason."""
+    reason = quality_gate(result)
+    if reason is not None:
+        return f"## Claims: withheld\n\nThe claims table is withheld: {reason}.\n", reason
+    return "## Claims (ours vs the paper)\n\n" + claims_table(result), None
 
 
 def summary(result: dict[str, Any]) -> dict[str, float]:
@@ -102,7 +157,7 @@ def plot_all(result: dict[str, Any], samples: dict[str, np.ndarray], out: Path) 
     rows, paths = result["rows"], []
     if any("fid" in r for r in rows):
         fig, ax = plt.subplots(figsize=(5.5, 4))
-        for kind, marker in (("exit", "o-"), ("static", "s--")):
+        for kind, marker in (("exit", "o-"), ("static", "s--"), ("schedule", "^:")):
             pts = sorted((r["flops_fraction"], r["fid"], r["config"]) for r in rows if kind in r["config"])
             if pts:
                 ax.plot([p[0] for p in pts], [p[1] for p in pts], marker, label=f"deediff {kind}")

@@ -13,9 +13,9 @@ import numpy as np
 
 from papers.deediff.config import Config
 from papers.deediff.evaluate import evaluate
-from papers.deediff.report import markdown, plot_all, summary, uem_comparison
+from papers.deediff.report import claims_section, markdown, plot_all, summary, uem_comparison
 from papers.deediff.train import train
-from shared.runs import load_config, parse_run_args
+from shared.runs import entrypoint, load_config, parse_run_args
 
 
 def timestep_aware_variant(cfg: Config, out: Path) -> dict[str, Any]:
@@ -48,6 +48,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
              f"{train_metrics['baseline_seconds'] / 60:.1f} min + DeeDiff fine-tuning "
              f"{train_metrics['finetune_seconds'] / 60:.1f} min in total), sweep {eval_seconds / 60:.1f} min.\n")
     metrics = {**summary(result), "train_minutes": train_seconds / 60, "sweep_minutes": eval_seconds / 60}
+    claims, withheld = claims_section(result)  # the quality gate: no claims on a baseline that does not generate
+    text += "\n" + claims
+    if withheld:
+        print(f"claims table withheld: {withheld}")
+    result["claims_withheld"] = withheld
     if cfg.compare_timestep_aware_uem:
         variant = timestep_aware_variant(cfg, out)
         metrics.update({f"timestep_aware.{k}": v for k, v in variant.items() if not isinstance(v, (dict, list))})
@@ -66,4 +71,4 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(entrypoint(main))

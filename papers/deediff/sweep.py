@@ -16,18 +16,28 @@ from shared.accel import count_flops
 
 @dataclasses.dataclass
 class ExitPolicy:
-    """How a forward pass ends: ``threshold`` (DeeDiff early exit) or ``n_layers`` (static; None = full depth)."""
+    """How a forward pass ends: ``threshold`` (DeeDiff early exit), ``n_layers`` (static truncation; None = full
+    depth) or ``schedule`` (a static depth per sampling step, in sampling order: the same for every sample)."""
 
     name: str
     threshold: float | None = None
     n_layers: int | None = None
     patience: int = 2
+    schedule: tuple[int, ...] | None = None
 
     def model_fn(self, model: UViT):
+        """The sampler's model function; a schedule is consumed one entry per call (one sampling run)."""
+        steps = iter(self.schedule) if self.schedule is not None else None
+
         def fn(x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
             if self.threshold is not None:
                 return model.forward_early_exit(x, t, y, self.threshold, self.patience)
-            depth = model.n_layers if self.n_layers is None else self.n_layers
+            if steps is not None:
+                depth = next(steps, None)
+                if depth is None:
+                    raise ValueError(f"schedule of {len(self.schedule)} depths is shorter than the sampler's steps")
+            else:
+                depth = model.n_layers if self.n_layers is None else self.n_layers
             return model(x, t, y, n_layers=depth), torch.full((x.shape[0],), depth, dtype=torch.long)
 
         return fn
@@ -64,18 +74,19 @@ def generate(
 
     Returns (images in [-1, 1], labels, layers executed (steps, n), t per step, sampling seconds).
     """
+    device = next(model.parameters()).device
     gen = torch.Generator().manual_seed(seed)
-    x_init = torch.randn((n, cfg.channels, cfg.image_size, cfg.image_size), generator=gen)
+    x_init = torch.randn((n, cfg.channels, cfg.image_size, cfg.image_size), generator=gen).to(device)
     labels = torch.arange(n) % max(cfg.num_classes, 1)
     sde = VPSDE(cfg.beta_min, cfg.beta_max)
     images, depths, seconds, times = [], [], 0.0, np.zeros(0)
     for start in range(0, n, cfg.eval_batch_size):
         sl = slice(start, start + cfg.eval_batch_size)
         batch_gen = torch.Generator().manual_seed(seed * 7919 + start)
-        y = labels[sl] if cfg.num_classes > 0 else None
+        y = labels[sl].to(device) if cfg.num_classes > 0 else None
         tick = time.perf_counter()
         x, depth, times = sample(sde, policy.model_fn(model), x_init[sl], y, cfg.sample_steps, cfg.sampler, batch_gen)
         seconds += time.perf_counter() - tick
-        images.append(x.clamp(-1, 1))
+        images.append(x.clamp(-1, 1).cpu())
         depths.append(depth)
     return torch.cat(images), labels, np.concatenate(depths, axis=1), times, seconds

@@ -1,11 +1,16 @@
 """Train a U-ViT baseline, then fine-tune it with DeeDiff's losses: ``python -m papers.deediff.train --config FILE
---out DIR [key=value ...]``. Writes baseline.pt and deediff.pt (EMA weights) and resumes from checkpoint.pt, all in
-the config's weights folder (``Config.weights_path``)."""
+--out DIR [key=value ...]``. Writes baseline.pt and deediff.pt (EMA weights) into the config's weights folder
+(``Config.weights_path``) and resumes from the run folder's newest checkpoint (``DIR/checkpoints/``).
+
+Runs on CPU or CUDA (``device``, ``precision``), accumulates gradients (``micro_batch_size``) and runs under
+``torchrun --nproc_per_node N`` on the same global batches as one process (rank 0 writes)."""
 
 from __future__ import annotations
 
 import copy
+import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +21,15 @@ from papers.deediff.config import Config
 from papers.deediff.data import load_images
 from papers.deediff.diffusion import VPSDE, baseline_loss, deediff_losses, net_time
 from papers.deediff.model import UViT
-from shared.accel import count_parameters, pick_device, seed_everything, set_torch_threads
-from shared.runs import Run, load_checkpoint, load_config, parse_run_args, save_checkpoint
+from shared.accel import (
+    TrainContext,
+    count_parameters,
+    pick_device,
+    seed_everything,
+    set_torch_threads,
+    setup_training,
+)
+from shared.runs import Run, entrypoint, load_checkpoint, load_config, parse_run_args, save_checkpoint
 
 
 def configure_torch(cfg: Config) -> torch.device:
@@ -91,61 +103,83 @@ def load_backbone(model: UViT, path: Path) -> None:
     model.load_state_dict(state, strict=False)
 
 
-def train(cfg: Config, out: str | Path) -> dict[str, Any]:
-    device = configure_torch(cfg)
-    run = Run(out, cfg)
+def prepare_for_stage(ctx: TrainContext, module: UViT, stage: str) -> torch.nn.Module:
+    """``module`` on the device, DDP-wrapped under torchrun. The baseline stage never runs the UEMs, so they are
+    frozen there (DDP would wait for their gradients); DeeDiff fine-tuning trains every parameter."""
+    module.uems.requires_grad_(stage == "deediff")
+    return ctx.prepare(module)
+
+
+def stage_loss(cfg: Config, sde: VPSDE, stage: str) -> Callable[[torch.nn.Module, tuple[torch.Tensor, ...]], Any]:
+    """The stage's loss on one micro-batch (x0, y, t, noise); the training context averages it over the batch."""
+
+    def baseline(net: torch.nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        x0, y, t, noise = batch
+        y_in = y if cfg.num_classes > 0 else None
+        return baseline_loss(net(sde.perturb(x0, t, noise), net_time(t), y_in), noise)  # L_simple (U-ViT)
+
+    def deediff(net: torch.nn.Module, batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        x0, y, t, noise = batch
+        y_in = y if cfg.num_classes > 0 else None
+        preds, certainties = net(sde.perturb(x0, t, noise), net_time(t), y_in, all_exits=True)  # via DDP
+        terms = deediff_losses(preds, certainties, noise)
+        # total = L_simple + lambda L_u + beta L_UAL (Sec. 3.3, Eq. 8; lambda = beta = 1 in the official code)
+        loss = terms["simple"] + cfg.uem_weight * terms["uem"] + cfg.layerwise_weight * terms["layerwise"]
+        return loss, {"simple": terms["simple"], "uem": terms["uem"], "layerwise": terms["layerwise"],
+                      "mean_certainty": torch.stack([c.mean() for c in certainties]).mean()}
+
+    return baseline if stage == "baseline" else deediff
+
+
+def train(cfg: Config, out: str | Path, overwrite: bool = False) -> dict[str, Any]:
+    ctx = setup_training(cfg.device, cfg.precision, global_batch=cfg.batch_size, micro_batch=cfg.micro_batch_size,
+                         strategy=cfg.strategy)
+    seed_everything(cfg.seed)
+    set_torch_threads(cfg.threads)
+    run = Run(out, cfg, overwrite=overwrite)
     images, labels = load_images(cfg, "train")
     sde = VPSDE(cfg.beta_min, cfg.beta_max)
-    model = UViT(cfg).to(device)
-    ema = copy.deepcopy(model).requires_grad_(False)
-    opt = make_optimizer(cfg, model.backbone_parameters(), cfg.lr)
+    module = UViT(cfg).to(ctx.device)
+    ema = copy.deepcopy(module).requires_grad_(False)
+    opt = make_optimizer(cfg, module.backbone_parameters(), cfg.lr)
     weights = cfg.weights_path(out)
-    ckpt = weights / "checkpoint.pt"
     stage, start, seconds = "baseline", 0, {"baseline": 0.0, "deediff": 0.0}
     last: dict[str, float] = {}
-    if cfg.finetune_from and not ckpt.exists():  # DeeDiff fine-tuning of a given baseline, fresh UEMs
-        load_backbone(model, Path(cfg.finetune_from))
-        ema = copy.deepcopy(model).requires_grad_(False)
-        opt = make_optimizer(cfg, list(model.parameters()), cfg.finetune_lr)
+    state = run.restore()  # the run folder's newest complete checkpoint (checkpoints/), None on a fresh run
+    if cfg.finetune_from and state is None:  # DeeDiff fine-tuning of a given baseline, fresh UEMs
+        load_backbone(module, Path(cfg.finetune_from))
+        ema = copy.deepcopy(module).requires_grad_(False)
+        opt = make_optimizer(cfg, list(module.parameters()), cfg.finetune_lr)
         stage = "deediff"
-    if ckpt.exists():  # resume from the last complete checkpoint
-        state = load_checkpoint(ckpt)
+    if state is not None:  # resume from the last complete checkpoint
         stage, start, seconds, last = state["stage"], state["step"], state["seconds"], state["last"]
         if stage == "deediff":
-            opt = make_optimizer(cfg, list(model.parameters()), cfg.finetune_lr)
-        model.load_state_dict(state["model"])
+            opt = make_optimizer(cfg, list(module.parameters()), cfg.finetune_lr)
+        module.load_state_dict(state["model"])
         ema.load_state_dict(state["ema"])
         opt.load_state_dict(state["optimizer"])
+    model = prepare_for_stage(ctx, module, stage)
+    clip = cfg.grad_clip if cfg.grad_clip > 0 else None
     total = cfg.baseline_steps + cfg.finetune_steps
     tick = time.perf_counter()
-    for step in tqdm(range(start, total), desc="train", initial=start, total=total):
+    for step in tqdm(range(start, total), desc="train", initial=start, total=total, disable=not ctx.is_main):
         if stage == "baseline" and step >= cfg.baseline_steps:
             # DeeDiff fine-tunes the whole pretrained U-ViT (EMA weights) together with fresh UEMs (Sec. 4.1).
-            model.load_state_dict(ema.state_dict())
-            ema = copy.deepcopy(model).requires_grad_(False)
-            opt = make_optimizer(cfg, list(model.parameters()), cfg.finetune_lr)
+            module.load_state_dict(ema.state_dict())
+            ema = copy.deepcopy(module).requires_grad_(False)
+            opt = make_optimizer(cfg, list(module.parameters()), cfg.finetune_lr)
             stage = "deediff"
+            model = prepare_for_stage(ctx, module, stage)
         stage_step = step if stage == "baseline" else step - cfg.baseline_steps
         base_lr = cfg.lr if stage == "baseline" else cfg.finetune_lr
         for group in opt.param_groups:
             group["lr"] = lr_at(cfg, stage_step, base_lr)
-        x0, y, t, noise = (v.to(device) for v in batch_for_step(cfg, step, images, labels))
-        xt = sde.perturb(x0, t, noise)
-        y_in = y if cfg.num_classes > 0 else None
-        if stage == "baseline":
-            loss = baseline_loss(model(xt, net_time(t), y_in), noise)
-            parts = {"loss": loss}
-        else:
-            preds, certainties = model.forward_all_exits(xt, net_time(t), y_in)
-            terms = deediff_losses(preds, certainties, noise)
-            # total = L_simple + lambda L_u + beta L_UAL (Sec. 3.3, Eq. 8; lambda = beta = 1 in the official code)
-            loss = terms["simple"] + cfg.uem_weight * terms["uem"] + cfg.layerwise_weight * terms["layerwise"]
-            parts = {"loss": loss, "simple": terms["simple"], "uem": terms["uem"], "layerwise": terms["layerwise"],
-                     "mean_certainty": torch.stack([c.mean() for c in certainties]).mean()}
-        optimizer_step(cfg, model, ema, opt, loss, stage_step)
-        last = {k: float(v.detach()) for k, v in parts.items()}
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"loss became {loss.item()} at step {step} ({stage}); lower lr")
+        batch = batch_for_step(cfg, step, images, labels)  # the GLOBAL batch, identical on every rank
+        stats = ctx.train_step(model, opt, batch, stage_loss(cfg, sde, stage), clip)
+        update_ema(ema, module, cfg.ema_decay, stage_step)
+        last = {k: v for k, v in stats.items() if k != "grad_norm"}
+        if not math.isfinite(last["loss"]):
+            raise FloatingPointError(f"loss became {last['loss']} at step {step} ({stage}); lower lr")
         if step % cfg.log_every == 0 or step + 1 == total:
             run.log(step, stage=stage, lr=opt.param_groups[0]["lr"], **last)
         now = time.perf_counter()
@@ -153,28 +187,40 @@ def train(cfg: Config, out: str | Path) -> dict[str, Any]:
         tick = now
         stage_done = step + 1 == cfg.baseline_steps or step + 1 == total
         if (step + 1) % cfg.checkpoint_every == 0 or stage_done:
-            save_checkpoint(ckpt, {"stage": stage, "step": step + 1, "seconds": seconds, "last": last,
-                                   "model": model.state_dict(),
-                                   "ema": ema.state_dict(), "optimizer": opt.state_dict()})
+            run.save_checkpoint({"stage": stage, "step": step + 1, "seconds": seconds, "last": last,
+                                 "model": module.state_dict(),
+                                 "ema": ema.state_dict(), "optimizer": opt.state_dict()}, step + 1)
         if stage_done:
-            save_checkpoint(weights / f"{stage}.pt", {"model": ema.state_dict(), "step": step + 1})
+            if ctx.is_main:  # the weights folder may lie outside the run folder: one writer, the others wait
+                save_checkpoint(weights / f"{stage}.pt", {"model": ema.state_dict(), "step": step + 1})
+            ctx.barrier()
     n_img = {"baseline": cfg.baseline_steps * cfg.batch_size, "deediff": cfg.finetune_steps * cfg.batch_size}
+    train_seconds = seconds["baseline"] + seconds["deediff"]
+    history = [r for r in run.history() if r.get("stage") == stage]  # first and final loss of the same stage
     metrics = {
         "steps": total,
-        "parameters": count_parameters(model),
+        "parameters": count_parameters(module),
+        "world_size": ctx.world_size,
+        "precision": ctx.precision,
+        "first_loss": history[0]["loss"] if history else float("nan"),
         "final_loss": last.get("loss", float("nan")),
+        "steps_per_s": total / train_seconds if train_seconds > 0 else float("nan"),
+        "images_per_s": total * cfg.batch_size / train_seconds if train_seconds > 0 else float("nan"),
+        "peak_gpu_memory_bytes": ctx.peak_gpu_memory_bytes(),
         "baseline_seconds": seconds["baseline"],
         "finetune_seconds": seconds["deediff"],
         **{f"{k}_images_per_s": n_img[k] / seconds[k] for k in n_img if seconds[k] > 0},
         **{f"final_{k}": v for k, v in last.items() if k != "loss"},
     }
-    return run.finish(metrics)
+    result = run.finish(metrics)
+    ctx.close()
+    return result
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    args = parse_run_args(argv, __doc__)
-    return train(load_config(Config, args.config, args.overrides), args.out)
+    args = parse_run_args(argv, __doc__, multi_process=True)
+    return train(load_config(Config, args.config, args.overrides), args.out, overwrite=args.overwrite)
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(entrypoint(main))

@@ -14,10 +14,11 @@ from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
 
 from papers.moduleformer import modeling  # noqa: F401  (registers the model with the Auto classes)
 from papers.moduleformer.config import Config, apply_threads
-from papers.moduleformer.data import token_stream
+from papers.moduleformer.data import held_out_windows, token_stream
+from papers.moduleformer.train import pooled_ppl
 from shared.accel import Timer
 from shared.metrics import causal_lm_perplexity
-from shared.runs import load_config, parse_run_args
+from shared.runs import UserError, entrypoint, load_config, parse_run_args
 
 
 @torch.no_grad()
@@ -29,11 +30,17 @@ def generation_tokens_per_s(model: torch.nn.Module, prompt: torch.Tensor, new_to
     return new_tokens / timer.seconds
 
 
+def split_ppl(model: torch.nn.Module, tokenizer: PreTrainedTokenizerFast, cfg: Config, corpora: list[str], split: str) -> dict[str, float]:
+    """``{split}_ppl`` pooled over ``corpora`` and ``{split}_ppl_{corpus}`` each, on windows spread over all documents."""
+    windows = held_out_windows(tokenizer, corpora, split, cfg.eval_tokens, cfg.seq_len, cfg.corpus_chars)
+    metrics = {f"{split}_ppl": pooled_ppl(model, windows, cfg.seq_len)}
+    for name, w in windows.items():
+        metrics[f"{split}_ppl_{name}"] = causal_lm_perplexity(model, w.reshape(-1), window=cfg.seq_len, batch_size=32, progress=False)
+    return metrics
+
+
 def evaluate_model(model: torch.nn.Module, tokenizer: PreTrainedTokenizerFast, cfg: Config, corpora: list[str]) -> dict[str, float]:
-    metrics = {}
-    for split in ("validation", "test"):
-        stream = token_stream(tokenizer, corpora, split, cfg.eval_tokens, cfg.corpus_chars)
-        metrics[f"{split}_ppl"] = causal_lm_perplexity(model, stream, window=cfg.seq_len, batch_size=32)
+    metrics = {**split_ppl(model, tokenizer, cfg, corpora, "validation"), **split_ppl(model, tokenizer, cfg, corpora, "test")}
     prompt = token_stream(tokenizer, corpora, "test", 16, cfg.corpus_chars)[None]
     metrics["generate_tokens_per_s"] = generation_tokens_per_s(model, prompt, cfg.gen_tokens)
     return metrics
@@ -45,7 +52,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     apply_threads(cfg)
     model_dir = Path(args.out) / "model"
     if not model_dir.is_dir():
-        raise FileNotFoundError(f"no trained model in {model_dir}; run papers.moduleformer.train with --out {args.out} first")
+        raise UserError(f"no trained model in {model_dir}; run papers.moduleformer.train with --out {args.out} first")
     model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
     tokenizer = PreTrainedTokenizerFast.from_pretrained(model_dir)
     metrics = evaluate_model(model, tokenizer, cfg, cfg.train_corpora)
@@ -54,4 +61,4 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(entrypoint(main))

@@ -1,6 +1,13 @@
-"""Expert surgery for the paper's extendability and specialisation claims: add experts, measure usage, prune."""
+"""Expert surgery for the paper's extendability and specialisation claims: add experts, measure usage, prune.
+
+Surgery keeps each tensor's dtype and device and writes the new per-layer expert counts into the config
+(``att_experts_per_layer`` / ``mlp_experts_per_layer``), so an edited model saves and reloads with
+``from_pretrained``.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -16,47 +23,61 @@ def moe_layers(model: ModuleFormerForCausalLM) -> dict[str, MoE]:
     return layers
 
 
+def _sync_config(model: ModuleFormerForCausalLM) -> None:
+    """Record every block's expert counts in the config (what from_pretrained rebuilds)."""
+    blocks = model.transformer.h
+    model.config.att_experts_per_layer = [b.attn.q_proj.experts.weight.shape[0] for b in blocks]
+    model.config.mlp_experts_per_layer = [b.mlpf.experts.weight.shape[0] for b in blocks]
+
+
 def _resize_experts(experts: ParallelExperts, index: torch.Tensor | None, n_new: int) -> None:
-    weight = experts.weight.data if index is None else experts.weight.data[index]
-    fresh = torch.empty(n_new, *weight.shape[1:]).uniform_(-1 / weight.shape[1], 1 / weight.shape[1])
+    weight = experts.weight.data if index is None else experts.weight.data[index.to(experts.weight.device)]
+    bound = 1 / weight.shape[1]
+    fresh = torch.empty(n_new, *weight.shape[1:], dtype=weight.dtype, device=weight.device).uniform_(-bound, bound)
     experts.weight = nn.Parameter(torch.cat([weight, fresh]))
 
 
 def _resize_gate(gate_out: nn.Linear, index: torch.Tensor | None, n_new: int) -> nn.Linear:
-    weight = gate_out.weight.data if index is None else gate_out.weight.data[index]
-    layer = nn.Linear(gate_out.in_features, len(weight) + n_new, bias=False)
+    weight = gate_out.weight.data if index is None else gate_out.weight.data[index.to(gate_out.weight.device)]
+    layer = nn.Linear(gate_out.in_features, len(weight) + n_new, bias=False, dtype=weight.dtype, device=weight.device)
     with torch.no_grad():
         layer.weight[: len(weight)] = weight
         layer.weight[len(weight) :].normal_(0, 0.02)
     return layer
 
 
-def add_experts(model: ModuleFormerForCausalLM, n_new: int) -> list[nn.Parameter]:
-    """Append ``n_new`` fresh experts to every MoE; return the parameters a frozen-old-experts run should train.
+def _zero_rows_below(n: int) -> Callable[[torch.Tensor], torch.Tensor]:
+    """A gradient hook that zeroes the first ``n`` rows (the frozen experts or gate rows of a shared tensor)."""
+    return lambda grad: torch.cat([torch.zeros_like(grad[:n]), grad[n:]])
 
-    Old expert weights and old gate rows stay fixed: gradients reach only the new experts and their gate rows
-    (a hook zeroes the old rows' gradient of the shared gate matrix).
+
+def add_experts(model: ModuleFormerForCausalLM, n_new: int) -> list[nn.Parameter]:
+    """Append ``n_new`` fresh experts to every MoE; return the only parameters left trainable.
+
+    Every other parameter gets ``requires_grad=False``. The new experts share a tensor with the old ones (and the
+    new gate rows a matrix with the old rows), so a gradient hook zeroes the old rows' gradient; with weight decay
+    off, Adam then leaves the old rows exactly unchanged.
     """
     trainable: list[nn.Parameter] = []
-    n_old_rows = {}
     for moe in moe_layers(model).values():
         n_old = moe.experts.weight.shape[0]
-        n_old_rows[moe] = n_old
         for experts in (moe.experts, moe.output_experts):
             _resize_experts(experts, None, n_new)
-            experts.weight.register_hook(lambda g, n=n_old: torch.cat([torch.zeros_like(g[:n]), g[n:]]))
             trainable.append(experts.weight)
-        moe.gate.net[-1] = _resize_gate(moe.gate.net[-1], None, n_new)
-        moe.gate.net[-1].weight.register_hook(lambda g, n=n_old: torch.cat([torch.zeros_like(g[:n]), g[n:]]))
-        trainable.append(moe.gate.net[-1].weight)
-    model.config.n_att_experts += n_new
-    model.config.n_mlp_experts += n_new
+        moe.gate.w_gate[-1] = _resize_gate(moe.gate.w_gate[-1], None, n_new)
+        trainable.append(moe.gate.w_gate[-1].weight)
+        for param in trainable[-3:]:
+            param.register_hook(_zero_rows_below(n_old))
+    keep = {id(p) for p in trainable}
+    for param in model.parameters():
+        param.requires_grad_(id(param) in keep)
+    _sync_config(model)
     return trainable
 
 
 @torch.no_grad()
-def expert_usage(model: ModuleFormerForCausalLM, windows: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Share of routed token slots each expert receives, per MoE, over ``windows`` (B, T)."""
+def expert_usage(model: ModuleFormerForCausalLM, windows: torch.Tensor, batch_size: int = 32) -> dict[str, torch.Tensor]:
+    """Share of routed token slots each expert receives, per MoE, over ``windows`` (B, T), in batches."""
     counts: dict[str, torch.Tensor] = {}
     hooks = []
     for name, moe in moe_layers(model).items():
@@ -64,7 +85,9 @@ def expert_usage(model: ModuleFormerForCausalLM, windows: torch.Tensor) -> dict[
             sizes = torch.tensor(output[1].expert_sizes, dtype=torch.float64)
             counts[name] = counts.get(name, torch.zeros_like(sizes)) + sizes
         hooks.append(moe.gate.register_forward_hook(hook))
-    model(windows)
+    device = next(model.parameters()).device
+    for batch in windows.split(batch_size):
+        model(batch.to(device), use_cache=False)
     for h in hooks:
         h.remove()
     return {name: c / c.sum() for name, c in counts.items()}
@@ -80,6 +103,7 @@ def prune_experts(model: ModuleFormerForCausalLM, usage: dict[str, torch.Tensor]
             keep = share.topk(k).indices.sort().values
         for experts in (moe.experts, moe.output_experts):
             _resize_experts(experts, keep, 0)
-        moe.gate.net[-1] = _resize_gate(moe.gate.net[-1], keep, 0)
+        moe.gate.w_gate[-1] = _resize_gate(moe.gate.w_gate[-1], keep, 0)
         kept[name] = len(keep)
+    _sync_config(model)
     return kept

@@ -17,7 +17,7 @@ from papers.sid.sid import SiDTrainer, generate
 from papers.sid.task import make_network
 from shared.accel import Timer, pick_device, seed_everything, set_torch_threads
 from shared.data import load
-from shared.runs import load_config, parse_run_args
+from shared.runs import entrypoint, load_config, parse_run_args
 
 
 def best_seconds(fn: Any, repeats: int, device: torch.device) -> float:
@@ -48,7 +48,7 @@ def bench(cfg: Config, out: str | Path, device_name: str = "auto") -> dict[str, 
         teacher_s = best_seconds(lambda: heun_sample(teacher, z, None, cfg.heun_steps), cfg.bench_repeats, device)
     trainer = SiDTrainer(cfg, teacher, make_network(cfg, 0), 0, shape, device)
     gen = torch.Generator().manual_seed(cfg.seed)
-    step_s = best_seconds(lambda: (trainer.fake_step(gen), trainer.generator_step(gen)), cfg.bench_repeats, device)
+    step_s = best_seconds(lambda: trainer.round(gen, 0), cfg.bench_repeats, device)
     result = {
         "task": cfg.task,
         "device": str(device) + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""),
@@ -80,4 +80,4 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(entrypoint(main))

@@ -22,6 +22,9 @@ class Config:
     pretrain_steps: int = 2000  # EDM training of the network that initialises G and f_psi (and is the image teacher)
     pretrain_batch: int = 256
     pretrain_lr: float = 1e-3
+    pretrain_ema_halflife_kimg: float = 500.0  # EMA of the pretrained net (EDM default; the ramp-up below governs short runs)
+    teacher_seed: int = -1  # seed of the teacher / init pretraining; -1 = seed (set it to share one teacher across seeds)
+    toy_teacher: Literal["exact", "mlp"] = "exact"  # 2-D: the analytic mixture denoiser, or the EDM-trained MLP
     teacher_cache: bool = True  # image teachers are kept under data_home()/sid and reused
     heun_steps: int = 18  # EDM Heun sampler: 18 steps = 35 evaluations
     # SiD (Zhou et al. 2024, Sec. 4 and official run_sid.sh)
@@ -38,6 +41,10 @@ class Config:
     lr: float = 1e-4
     adam_eps: float = 1e-8
     ema_halflife_kimg: float = 20.0
+    ema_rampup_ratio: float = 0.05  # EDM/SiD: half-life <= ratio * images seen (0 = no ramp-up)
+    # Diffusion-GAN (SiDA / few-step SiD code): a discriminator on f_psi's encoder, real data vs generator mixture
+    gan: bool = False
+    gan_start_kimg: float = 0.0  # generator uses 0.5 SiD + 0.5 GAN once this many kimg have been seen
     # bookkeeping
     eval_every: int = 200
     eval_samples: int = 2000
@@ -60,5 +67,9 @@ class Config:
             raise ValueError("sigma_init must be positive")
         if not 0 < self.tmax <= 1000:
             raise ValueError(f"tmax must be in (0, 1000], got {self.tmax}")
+        if self.ema_rampup_ratio < 0 or self.pretrain_ema_halflife_kimg < 0:
+            raise ValueError("ema_rampup_ratio and pretrain_ema_halflife_kimg must be >= 0")
+        if self.toy_teacher == "mlp" and self.task != "toy":
+            raise ValueError("toy_teacher=mlp is for task=toy (image teachers are always EDM-trained networks)")
         if self.task == "image" and self.dataset not in ("mnist", "fashion_mnist"):
             raise ValueError(f"image task supports mnist and fashion_mnist, got {self.dataset!r}")

@@ -27,10 +27,15 @@ class PrecondDenoiser(nn.Module):
         self.net = net
         self.sigma_data = sigma_data
 
-    def forward(self, x: torch.Tensor, sigma: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, sigma: torch.Tensor, labels: torch.Tensor | None = None,
+                with_logits: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """The denoised x; with_logits also returns the raw network's encoder logits (the Diffusion-GAN head)."""
         sigma = _per_sample(sigma, x)
         c_skip, c_out, c_in, c_noise = precond_coeffs(sigma, self.sigma_data)
-        return c_skip * x + c_out * self.net(c_in * x, c_noise.flatten(), labels)
+        if not with_logits:
+            return c_skip * x + c_out * self.net(c_in * x, c_noise.flatten(), labels)
+        out, logits = self.net(c_in * x, c_noise.flatten(), labels, with_logits=True)
+        return c_skip * x + c_out * out, logits
 
 
 def _per_sample(sigma: torch.Tensor | float, x: torch.Tensor) -> torch.Tensor:
@@ -44,14 +49,23 @@ def sample_training_sigma(n: int, gen: torch.Generator | None = None, p_mean: fl
     return (p_mean + p_std * torch.randn(n, generator=gen)).exp()
 
 
+def training_noise(x0: torch.Tensor, gen: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """sigma (shape (N, 1, ..., 1), ln sigma ~ N(-1.2, 1.2^2)) and standard normal noise for x0."""
+    sigma = _per_sample(sample_training_sigma(len(x0), gen).to(x0), x0)
+    return sigma, torch.randn(x0.shape, generator=gen).to(x0)
+
+
+def weighted_denoising_error(denoised: torch.Tensor, x0: torch.Tensor, sigma: torch.Tensor, sigma_data: float) -> torch.Tensor:
+    """Per-sample lambda(sigma) ||D - x0||^2 summed over coordinates, lambda = (sigma^2 + sd^2) / (sigma sd)^2."""
+    weight = (sigma**2 + sigma_data**2) / (sigma * sigma_data) ** 2
+    return (weight * (denoised - x0) ** 2).flatten(1).sum(1)
+
+
 def edm_loss(denoiser: Denoiser, x0: torch.Tensor, sigma_data: float, labels: torch.Tensor | None = None,
              gen: torch.Generator | None = None) -> torch.Tensor:
-    """lambda(sigma) ||D(x0 + sigma n, sigma) - x0||^2, lambda = (sigma^2 + sd^2) / (sigma sd)^2 (EDM eq. 8)."""
-    sigma = _per_sample(sample_training_sigma(len(x0), gen).to(x0), x0)
-    noise = torch.randn(x0.shape, generator=gen).to(x0)
-    weight = (sigma**2 + sigma_data**2) / (sigma * sigma_data) ** 2
-    per_sample = (weight * (denoiser(x0 + sigma * noise, sigma, labels) - x0) ** 2).flatten(1).sum(1)
-    return per_sample.mean()
+    """Batch mean of lambda(sigma) ||D(x0 + sigma n, sigma) - x0||^2 (EDM eq. 2 with the weighting of eq. 8)."""
+    sigma, noise = training_noise(x0, gen)
+    return weighted_denoising_error(denoiser(x0 + sigma * noise, sigma, labels), x0, sigma, sigma_data).mean()
 
 
 def karras_sigmas(steps: int, sigma_min: float = SIGMA_MIN, sigma_max: float = SIGMA_MAX, rho: float = RHO) -> torch.Tensor:
@@ -80,9 +94,22 @@ def heun_evaluations(steps: int) -> int:
     return 2 * steps - 1
 
 
-def ema_beta(batch_size: int, halflife_kimg: float) -> float:
-    """EMA decay per update for a half-life measured in thousands of samples (EDM / SiD training loop)."""
-    return 0.5 ** (batch_size / max(halflife_kimg * 1000, 1e-8)) if halflife_kimg > 0 else 0.0
+def ema_beta(batch_size: int, halflife_kimg: float, images_seen: int | None = None, rampup_ratio: float = 0.0) -> float:
+    """EMA decay per update for a half-life in thousands of samples, capped at rampup_ratio * images seen before this
+    update (EDM / SiD training loops, ema_rampup_ratio): the first update copies the network."""
+    halflife = halflife_kimg * 1000
+    if halflife <= 0:
+        return 0.0
+    if rampup_ratio > 0 and images_seen is not None:
+        halflife = min(halflife, images_seen * rampup_ratio)
+    return 0.5 ** (batch_size / max(halflife, 1e-8))
+
+
+@torch.no_grad()
+def ema_update(ema: nn.Module, net: nn.Module, beta: float) -> None:
+    """ema <- beta ema + (1 - beta) net, parameter by parameter."""
+    for e, p in zip(ema.parameters(), net.parameters()):
+        e.lerp_(p, 1 - beta)
 
 
 def timestep_embedding(c_noise: torch.Tensor, dim: int) -> torch.Tensor:

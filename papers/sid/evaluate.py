@@ -1,4 +1,5 @@
-"""Evaluate a SiD run: the EMA generator against the teacher's 35-evaluation Heun sampler, with sample plots.
+"""Evaluate a SiD run: the EMA generator (and the raw generator) against the teacher's 35-evaluation Heun sampler
+(2-D: the exact mixture's and the EDM-trained MLP's), with sample plots.
 ``python -m papers.sid.evaluate --config FILE --out RUN_DIR`` (RUN_DIR as written by train.py)."""
 
 from __future__ import annotations
@@ -19,11 +20,18 @@ from papers.sid.config import Config
 from papers.sid.edm import heun_evaluations
 from papers.sid.metrics import Sampler, draw, generator_sampler, quality, teacher_sampler
 from papers.sid.task import Task, build_task, make_network, teacher_path
-from shared.runs import CheckpointError, load_checkpoint, load_config, parse_run_args, save_checkpoint
+from shared.runs import (
+    CheckpointError,
+    entrypoint,
+    load_checkpoint,
+    load_config,
+    parse_run_args,
+    save_checkpoint,
+)
 
 
-def load_generator(cfg: Config, out: Path, num_classes: int) -> torch.nn.Module:
-    path = out / "generator.pt"
+def load_generator(cfg: Config, out: Path, num_classes: int, name: str = "generator.pt") -> torch.nn.Module:
+    path = out / name
     if not path.exists():
         raise CheckpointError(f"no trained generator at {path}; run papers.sid.train with the same --out first")
     model = make_network(cfg, num_classes)
@@ -82,10 +90,16 @@ def evaluate(cfg: Config, out: str | Path, teacher: bool = True) -> dict[str, An
     torch.manual_seed(cfg.seed)
     task = build_task(cfg, out)
     model = load_generator(cfg, out, task.num_classes)
+    nfe = heun_evaluations(cfg.heun_steps)
     samplers = {f"SiD {cfg.gen_steps}-step": (generator_sampler(cfg, model), cfg.gen_steps)}
-    if teacher:
-        samplers[f"teacher Heun {heun_evaluations(cfg.heun_steps)} NFE"] = (
-            teacher_sampler(cfg, task), heun_evaluations(cfg.heun_steps))
+    if (out / "generator_raw.pt").exists():  # the generator's own weights beside its EMA
+        raw = load_generator(cfg, out, task.num_classes, "generator_raw.pt")
+        samplers[f"SiD {cfg.gen_steps}-step raw"] = (generator_sampler(cfg, raw), cfg.gen_steps)
+    if teacher and cfg.task == "toy":  # 2-D: both the distilled teacher and the other one (exact / EDM-trained MLP)
+        samplers[f"exact teacher Heun {nfe} NFE"] = (teacher_sampler(cfg, task, task.exact_teacher), nfe)
+        samplers[f"MLP teacher Heun {nfe} NFE"] = (teacher_sampler(cfg, task, task.init), nfe)
+    elif teacher:
+        samplers[f"teacher Heun {nfe} NFE"] = (teacher_sampler(cfg, task), nfe)
     rows, panels = [], {}
     for name, (sampler, nfe) in samplers.items():
         if name.startswith("SiD"):
@@ -111,4 +125,4 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(entrypoint(main))

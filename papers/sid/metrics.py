@@ -21,14 +21,16 @@ def generator_sampler(cfg: Config, model: torch.nn.Module) -> Sampler:
     return lambda z, y, gen: generate(model, z, y, cfg.sigma_init, cfg.gen_steps, gen)
 
 
-def teacher_sampler(cfg: Config, task: Task) -> Sampler:
-    """The teacher's deterministic Heun sampler (35 evaluations for 18 steps), CFG included when asked."""
+def teacher_sampler(cfg: Config, task: Task, teacher: torch.nn.Module | None = None) -> Sampler:
+    """The deterministic Heun sampler (35 evaluations for 18 steps) of the teacher (or of another denoiser, e.g.
+    the exact 2-D mixture), CFG included when asked."""
     from papers.sid.sid import guided
 
     scale = cfg.teacher_cfg if cfg.guidance in ("cfg", "lsg") else 1.0
+    teacher = task.teacher if teacher is None else teacher
 
     def denoise(x: torch.Tensor, sigma: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
-        return guided(task.teacher, x, sigma.reshape(-1).expand(len(x)), y, scale, task.num_classes)
+        return guided(teacher, x, sigma.reshape(-1).expand(len(x)), y, scale, task.num_classes)
 
     return lambda z, y, gen: heun_sample(denoise, z, y, cfg.heun_steps)
 

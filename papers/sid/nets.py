@@ -37,12 +37,17 @@ class MLPNet(nn.Module):
             nn.Linear(width, width), nn.SiLU(), nn.Linear(width, dim),
         )
 
-    def forward(self, x: torch.Tensor, c_noise: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, c_noise: torch.Tensor, labels: torch.Tensor | None = None,
+                with_logits: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """Output; with_logits also the discriminator logit: the last hidden layer (before its SiLU) averaged
+        over units, shape (N, 1) (the 2-D analogue of channel pooling at a U-Net bottleneck)."""
         emb = timestep_embedding(c_noise, self.temb)
         label = self.labels(labels, len(x), x.device)
         if label is not None:
             emb = emb + label
-        return self.body(torch.cat([x, emb], 1))
+        hidden = self.body[:5](torch.cat([x, emb], 1))
+        out = self.body[5:](hidden)
+        return (out, hidden.mean(1, keepdim=True)) if with_logits else out
 
 
 class ResBlock(nn.Module):
@@ -77,7 +82,10 @@ class SmallUNet(nn.Module):
         self.up2, self.up1 = ResBlock(c3 + c2, c2, emb), ResBlock(c2 + c1, c1, emb)
         self.out = nn.Sequential(nn.GroupNorm(8, c1), nn.SiLU(), nn.Conv2d(c1, 1, 3, padding=1))
 
-    def forward(self, x: torch.Tensor, c_noise: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, c_noise: torch.Tensor, labels: torch.Tensor | None = None,
+                with_logits: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """Output; with_logits also the discriminator logits: the 7x7 bottleneck averaged over channels, shape
+        (N, 1, 7, 7) (SiDA's channel pooling at the U-Net bottleneck)."""
         emb = self.emb(timestep_embedding(c_noise, self.temb))
         label = self.labels(labels, len(x), x.device)
         if label is not None:
@@ -85,6 +93,7 @@ class SmallUNet(nn.Module):
         h1 = self.down1(self.inp(x), emb)  # 28x28
         h2 = self.down2(self.pool1(h1), emb)  # 14x14
         h = self.mid(self.pool2(h2), emb)  # 7x7
+        logits = h.mean(1, keepdim=True)
         h = self.up2(torch.cat([F.interpolate(h, size=h2.shape[-2:]), h2], 1), emb)
         h = self.up1(torch.cat([F.interpolate(h, size=h1.shape[-2:]), h1], 1), emb)
-        return self.out(h)
+        return (self.out(h), logits) if with_logits else self.out(h)

@@ -16,7 +16,8 @@ import matplotlib.pyplot as plt
 
 from papers.sid import evaluate, train
 from papers.sid.config import Config
-from shared.runs import Run, load_config, parse_run_args
+from papers.sid.plots import fid_curves
+from shared.runs import Run, entrypoint, load_config, parse_run_args
 
 TOY_VARIANTS: dict[str, list[str]] = {
     "alpha1.0": ["alpha=1.0"],
@@ -30,8 +31,11 @@ TOY_VARIANTS: dict[str, list[str]] = {
     # guidance-scale sweep (configs/small_guidance.yaml); cfg = 2.0 and anti_cfg = -1.0 are the defaults above
     "cfg1.2": ["conditional=true", "guidance=cfg", "teacher_cfg=1.2"],
     "cfg1.5": ["conditional=true", "guidance=cfg", "teacher_cfg=1.5"],
-    "lsg1.5": ["conditional=true", "guidance=lsg", "teacher_cfg=1.5"],
-    "lsg2.0": ["conditional=true", "guidance=lsg", "teacher_cfg=2.0"],
+    "lsg1.5": ["conditional=true", "guidance=lsg", "teacher_cfg=1.5", "alpha=1.0"],  # SiD-LSG scripts: alpha 1
+    "lsg2.0": ["conditional=true", "guidance=lsg", "teacher_cfg=2.0", "alpha=1.0"],
+    # the EDM-trained MLP as the teacher (as in the paper: the teacher is a trained network), and Diffusion-GAN
+    "mlp_teacher": ["alpha=1.2", "toy_teacher=mlp"],
+    "fewstep2_gan": ["alpha=1.2", "gen_steps=2", "gan=true"],
     "anti_cfg-0.1": ["conditional=true", "guidance=anti_cfg", "anti_cfg=-0.1"],
     "anti_cfg-0.3": ["conditional=true", "guidance=anti_cfg", "anti_cfg=-0.3"],
     "anti_cfg-0.5": ["conditional=true", "guidance=anti_cfg", "anti_cfg=-0.5"],
@@ -42,7 +46,10 @@ IMAGE_VARIANTS: dict[str, list[str]] = {
     "uncond": ["conditional=false", "guidance=none"],
     "cond": ["conditional=true", "guidance=none"],
     "cfg": ["conditional=true", "guidance=cfg"],
-    "lsg": ["conditional=true", "guidance=lsg"],
+    "lsg": ["conditional=true", "guidance=lsg", "alpha=1.0"],
+    "uncond_seed1": ["conditional=false", "guidance=none", "seed=1"],  # SiD seeds of one teacher (teacher_seed)
+    "uncond_seed2": ["conditional=false", "guidance=none", "seed=2"],
+    "uncond_gan": ["conditional=false", "guidance=none", "gan=true"],
     "zero_cfg": ["conditional=true", "guidance=zero_cfg"],
     "anti_cfg": ["conditional=true", "guidance=anti_cfg"],
 }
@@ -114,6 +121,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         fig.tight_layout()
         fig.savefig(out / "distance_vs_images.png", dpi=90)
         plt.close(fig)
+    if feature_net:
+        fid_curves(out)  # FID vs generator samples, teacher FID line
     cols = [c for c in COLUMNS if any(c in r for r in rows)]
     lines = ["| part | variant | sampler | NFE | " + " | ".join(cols) + " |", "|" + "---|" * (4 + len(cols))]
     for r in rows:
@@ -132,4 +141,4 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(entrypoint(main))

@@ -7,9 +7,20 @@ import functools
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from papers.sid.config import Config
-from papers.sid.edm import RHO, SIGMA_MAX, SIGMA_MIN, Denoiser, edm_loss, ema_beta
+from papers.sid.edm import (
+    RHO,
+    SIGMA_MAX,
+    SIGMA_MIN,
+    Denoiser,
+    edm_loss,
+    ema_beta,
+    ema_update,
+    training_noise,
+    weighted_denoising_error,
+)
 
 
 def sample_generator_sigma(n: int, tmax: int = 800, gen: torch.Generator | None = None) -> torch.Tensor:
@@ -44,6 +55,13 @@ def sid_generator_loss(f_real: torch.Tensor, f_fake: torch.Tensor, x_g: torch.Te
     return (diff * ((f_real - x_g) - alpha * diff)).flatten(1).sum(1) / w
 
 
+def gan_bce(logits: torch.Tensor, target: float) -> torch.Tensor:
+    """Per-sample BCE of logits clamped to [-10, 10] against a constant label (1 real, 0 fake), averaged over the
+    logits of a sample (Diffusion-GAN loss of SiDA / ml-sid-dit)."""
+    loss = F.binary_cross_entropy_with_logits(logits.clamp(-10, 10), torch.full_like(logits, target), reduction="none")
+    return loss.flatten(1).mean(1)
+
+
 def step_sigmas(sigma_init: float, steps: int) -> list[float]:
     """Noise levels of the K-step generator: sigma_init (1 - i/K), i = 0..K-1 (few-step SiD, arXiv 2505.12674)."""
     return [sigma_init * (1 - i / steps) for i in range(steps)]
@@ -66,11 +84,16 @@ def generate(generator: Denoiser, z: torch.Tensor, labels: torch.Tensor | None, 
 
 
 class SiDTrainer:
-    """Teacher f_phi (frozen), fake score f_psi and generator G (both initialised from ``init``), EMA of G."""
+    """Teacher f_phi (frozen), fake score f_psi and generator G (both initialised from ``init``), EMA of G.
+    With cfg.gan, f_psi's encoder also carries the Diffusion-GAN discriminator, fed real data (``real``)."""
 
     def __init__(self, cfg: Config, teacher: nn.Module, init: nn.Module, num_classes: int, shape: tuple[int, ...],
-                 device: torch.device | str = "cpu") -> None:
+                 device: torch.device | str = "cpu",
+                 real: tuple[torch.Tensor, torch.Tensor | None] | None = None) -> None:
         self.cfg, self.num_classes, self.shape, self.device = cfg, num_classes, shape, torch.device(device)
+        if cfg.gan and real is None:
+            raise ValueError("gan=true needs real data for the discriminator")
+        self.real = real
         teacher, init = teacher.to(self.device), init.to(self.device)
         self.teacher = teacher.requires_grad_(False).eval()
         self.fake = copy.deepcopy(init).requires_grad_(True).train()
@@ -79,43 +102,78 @@ class SiDTrainer:
         adam = {"lr": cfg.lr, "betas": (0.0, 0.999), "eps": cfg.adam_eps}  # Adam with beta1 = 0 (SiD code)
         self.opt_fake = torch.optim.Adam(self.fake.parameters(), **adam)
         self.opt_gen = torch.optim.Adam(self.generator.parameters(), **adam)
-        self.beta = ema_beta(cfg.batch_size, cfg.ema_halflife_kimg)
 
     def _labels(self, n: int, gen: torch.Generator) -> torch.Tensor | None:
         return torch.randint(0, self.num_classes, (n,), generator=gen) if self.num_classes else None
 
-    def _draw(self, gen: torch.Generator, with_grad: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """A fresh generator batch; few-step SiD picks k ~ U{1..K}: the uniform mixture of all K step outputs."""
+    def draw_steps(self, gen: torch.Generator) -> int:
+        """k ~ U{1..K}: one per iteration, shared by both updates (ml-sid-dit's num_steps_random), so the
+        generator's outputs over iterations form the uniform mixture of its K step outputs (few-step SiD)."""
+        return int(torch.randint(1, self.cfg.gen_steps + 1, (1,), generator=gen)) if self.cfg.gen_steps > 1 else 1
+
+    def _draw(self, gen: torch.Generator, with_grad: bool, upto: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """A fresh generator batch after ``upto`` of the K steps."""
         cfg = self.cfg
         z = torch.randn((cfg.batch_size, *self.shape), generator=gen).to(self.device)
         labels = self._labels(cfg.batch_size, gen)
         labels = labels.to(self.device) if labels is not None else None
-        upto = int(torch.randint(1, cfg.gen_steps + 1, (1,), generator=gen))
         with torch.set_grad_enabled(with_grad):
             return generate(self.generator, z, labels, cfg.sigma_init, cfg.gen_steps, gen, upto), labels
 
-    def fake_step(self, gen: torch.Generator) -> float:
-        """EDM denoising loss of f_psi on detached generator samples (SiD Algorithm 1, fake-score update)."""
-        x_g, labels = self._draw(gen, with_grad=False)
-        if labels is not None:
-            if self.cfg.guidance == "zero_cfg":  # Zero-CFG: the fake score network sees no condition
-                labels = torch.full_like(labels, self.num_classes)
-            else:
-                drop = (torch.rand(len(labels), generator=gen) < self.cfg.label_dropout).to(self.device)
-                labels = torch.where(drop, torch.full_like(labels, self.num_classes), labels)
+    def _fake_labels(self, labels: torch.Tensor | None, gen: torch.Generator) -> torch.Tensor | None:
+        """Conditions f_psi is trained on: all null for Zero-CFG; 10% blanked only where the generator loss needs
+        f_psi's unconditional output (LSG, Anti-CFG); unchanged for none / cfg, as in the official SiD code."""
+        if labels is None or self.cfg.guidance in ("none", "cfg"):
+            return labels
+        null = torch.full_like(labels, self.num_classes)
+        if self.cfg.guidance == "zero_cfg":
+            return null
+        drop = (torch.rand(len(labels), generator=gen) < self.cfg.label_dropout).to(self.device)
+        return torch.where(drop, null, labels)
+
+    def _real_batch(self, n: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor | None]:
+        data, labels = self.real
+        idx = torch.randint(0, len(data), (n,), generator=gen)
+        y = labels[idx].to(self.device) if labels is not None and self.num_classes else None
+        return data[idx].to(self.device), y
+
+    def fake_step(self, gen: torch.Generator, upto: int = 1) -> dict[str, float]:
+        """EDM denoising loss of f_psi on detached generator samples (SiD Algorithm 1, fake-score update); with gan,
+        plus the discriminator loss (BCE real vs generator, both noised with the same sigma and noise, logits from
+        f_psi's encoder; per sample mean BCE times the coordinates of a sample, as in the SiDA / ml-sid-dit code)."""
+        cfg = self.cfg
+        x_g, labels = self._draw(gen, with_grad=False, upto=upto)
+        labels = self._fake_labels(labels, gen)
         fake: Denoiser = self.fake
-        if self.cfg.guidance == "lsg":  # SiD-LSG: f_psi is trained through its guided output (kappa1, official code)
-            fake = functools.partial(guided, self.fake, scale=self.cfg.teacher_cfg, num_classes=self.num_classes)
-        loss = edm_loss(fake, x_g, self.cfg.sigma_data, labels, gen)
+        if cfg.guidance == "lsg":  # SiD-LSG: f_psi is trained through its guided output (kappa1, official code)
+            fake = functools.partial(guided, self.fake, scale=cfg.teacher_cfg, num_classes=self.num_classes)
+        parts = {}
+        if not cfg.gan:
+            loss = edm_loss(fake, x_g, cfg.sigma_data, labels, gen)
+        else:
+            sigma, noise = training_noise(x_g, gen)
+            denoised, logit_fake = self.fake(x_g + sigma * noise, sigma, labels, with_logits=True)
+            if cfg.guidance == "lsg":
+                denoised = fake(x_g + sigma * noise, sigma, labels)
+            loss = weighted_denoising_error(denoised, x_g, sigma, cfg.sigma_data).mean()
+            x_r, y_r = self._real_batch(len(x_g), gen)
+            y_r = self._fake_labels(y_r, gen)
+            _, logit_real = self.fake(x_r + sigma * noise, sigma, y_r, with_logits=True)
+            coords = x_g[0].numel()
+            loss_d = ((gan_bce(logit_real, 1.0) + gan_bce(logit_fake, 0.0)) / 2 * coords).mean()
+            parts["loss_disc"] = float(loss_d.detach())
+            loss = loss + loss_d
         self.opt_fake.zero_grad(set_to_none=True)
         loss.backward()
         self.opt_fake.step()
-        return float(loss.detach())
+        return {"loss_fake": float(loss.detach()), **parts}
 
-    def generator_loss(self, gen: torch.Generator) -> torch.Tensor:
-        """SiD generator loss on x_t = G(z) + sigma n; gradients flow through frozen f_phi and f_psi into G(z)."""
+    def generator_loss(self, gen: torch.Generator, upto: int = 1,
+                       images_seen: int = 0) -> tuple[torch.Tensor, dict[str, float]]:
+        """SiD generator loss on x_t = G(z) + sigma n; gradients flow through frozen f_phi and f_psi into G(z).
+        With gan (after gan_start_kimg): 0.5 SiD + 0.5 BCE(D(x_t), real) / w (ml-sid-dit / SiDA)."""
         cfg = self.cfg
-        x_g, labels = self._draw(gen, with_grad=True)
+        x_g, labels = self._draw(gen, with_grad=True, upto=upto)
         sigma = sample_generator_sigma(len(x_g), cfg.tmax, gen).to(x_g).reshape(-1, *([1] * (x_g.ndim - 1)))
         x_t = x_g + sigma * torch.randn(x_g.shape, generator=gen).to(x_g)
         real_scale = cfg.teacher_cfg if cfg.guidance in ("cfg", "lsg") else 1.0  # CFG in the teacher (kappa4)
@@ -123,19 +181,34 @@ class SiDTrainer:
         f_real = guided(self.teacher, x_t, sigma, labels, real_scale, self.num_classes)
         f_fake = guided(self.fake, x_t, sigma, labels, fake_scale, self.num_classes)
         per_sample = sid_generator_loss(f_real, f_fake, x_g, cfg.alpha)
-        return per_sample.sum() * (cfg.loss_scale / len(x_g))
+        loss = per_sample.sum() * (cfg.loss_scale / len(x_g))
+        if not cfg.gan:
+            return loss, {}
+        _, logits = self.fake(x_t, sigma, labels, with_logits=True)
+        with torch.no_grad():
+            w = (x_g - f_real).abs().flatten(1).mean(1).clamp_min(1e-5)
+        loss_gan = (gan_bce(logits, 1.0) / w * x_g[0].numel()).mean()
+        parts = {"loss_sid": float(loss.detach()), "loss_gen_gan": float(loss_gan.detach())}
+        if images_seen >= cfg.gan_start_kimg * 1000:
+            loss = 0.5 * loss + 0.5 * loss_gan
+        return loss, parts
 
-    def generator_step(self, gen: torch.Generator) -> float:
+    def generator_step(self, gen: torch.Generator, upto: int = 1, images_seen: int = 0) -> dict[str, float]:
+        """One Adam step of G, then the EMA with the official ramp-up (images_seen = images before this update)."""
         self.fake.requires_grad_(False)
-        loss = self.generator_loss(gen)
+        loss, parts = self.generator_loss(gen, upto, images_seen)
         self.opt_gen.zero_grad(set_to_none=True)
         loss.backward()
         self.opt_gen.step()
         self.fake.requires_grad_(True)
-        with torch.no_grad():
-            for e, p in zip(self.ema.parameters(), self.generator.parameters()):
-                e.lerp_(p, 1 - self.beta)
-        return float(loss.detach())
+        beta = ema_beta(self.cfg.batch_size, self.cfg.ema_halflife_kimg, images_seen, self.cfg.ema_rampup_ratio)
+        ema_update(self.ema, self.generator, beta)
+        return {"loss_gen": float(loss.detach()), **parts}
+
+    def round(self, gen: torch.Generator, images_seen: int) -> dict[str, float]:
+        """One SiD iteration (Algorithm 1): update f_psi, then G, with one step count k for both."""
+        upto = self.draw_steps(gen)
+        return {**self.fake_step(gen, upto), **self.generator_step(gen, upto, images_seen)}
 
     def state_dict(self) -> dict:
         return {name: getattr(self, name).state_dict() for name in ("fake", "generator", "ema", "opt_fake", "opt_gen")}

@@ -1,9 +1,9 @@
 """Distil a teacher into a one-step (or K-step) generator with SiD: ``python -m papers.sid.train --config FILE
---out DIR [key=value ...]``. Resumes from DIR/checkpoint.pt; writes DIR/generator.pt (EMA weights) at the end."""
+--out DIR [key=value ...]``. Resumes from the last checkpoint in DIR/checkpoints/; writes DIR/generator.pt (EMA weights) and
+DIR/generator_raw.pt (the generator's own weights) at the end."""
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -16,20 +16,13 @@ from papers.sid.metrics import draw, generator_sampler, quality
 from papers.sid.sid import SiDTrainer
 from papers.sid.task import build_task
 from shared.accel import seed_everything
-from shared.runs import Run, load_checkpoint, load_config, parse_run_args, save_checkpoint
+from shared.runs import Run, entrypoint, load_config, parse_run_args, save_checkpoint
 
 
 def configure(cfg: Config) -> None:
     seed_everything(cfg.seed)
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
-
-
-def drop_rows_after(metrics_file: Path, step: int) -> None:
-    """On resume, forget rows logged after the checkpoint we restart from (they will be logged again)."""
-    if metrics_file.exists():
-        rows = [line for line in metrics_file.read_text().splitlines() if json.loads(line)["step"] <= step]
-        metrics_file.write_text("".join(row + "\n" for row in rows))
 
 
 def train(cfg: Config, out: str | Path) -> dict[str, Any]:
@@ -39,33 +32,34 @@ def train(cfg: Config, out: str | Path) -> dict[str, Any]:
     start_time = time.perf_counter()
     task = build_task(cfg, out)
     pretrain_seconds = time.perf_counter() - start_time
-    trainer = SiDTrainer(cfg, task.teacher, task.init, task.num_classes, task.shape)
-    ckpt, start, seconds = out / "checkpoint.pt", 0, 0.0
-    if ckpt.exists():  # resume from the last complete checkpoint
-        state = load_checkpoint(ckpt)
+    trainer = SiDTrainer(cfg, task.teacher, task.init, task.num_classes, task.shape, real=(task.data, task.labels))
+    start, seconds = 0, 0.0
+    state = run.restore()  # the last complete checkpoint; drops rows logged at or after its step
+    if state is not None:
         trainer.load_state_dict(state["trainer"])
         start, seconds = state["step"], state["seconds"]
-        drop_rows_after(out / "metrics.jsonl", start)
     losses = {"loss_fake": float("nan"), "loss_gen": float("nan")}
     bar = tqdm(range(start, cfg.steps), desc="SiD", initial=start, total=cfg.steps, mininterval=5)
     tick = time.perf_counter()
     for step in bar:
         gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)  # per-step stream: resume repeats nothing
-        losses["loss_fake"] = trainer.fake_step(gen)  # SiD Algorithm 1: update f_psi, then G
-        losses["loss_gen"] = trainer.generator_step(gen)
+        losses = trainer.round(gen, images_seen=step * cfg.batch_size)  # SiD Algorithm 1: update f_psi, then G
         done = step + 1
         if done % cfg.log_every == 0 or done == cfg.steps:
-            run.log(done, **losses, images_seen=done * cfg.batch_size)
+            run.log(step, **losses, images_seen=done * cfg.batch_size)  # step: 0-based index of the round
         if done % cfg.eval_every == 0 or done == cfg.steps:
-            samples, labels = draw(generator_sampler(cfg, trainer.ema), task, cfg.eval_samples, cfg.seed + 1)
-            stats = quality(cfg, task, samples, labels)
-            run.log(done, images_seen=done * cfg.batch_size, **{f"eval_{k}": v for k, v in stats.items()})
-            bar.set_postfix({k: round(v, 4) for k, v in stats.items() if k in ("energy_distance", "fid")})
+            stats = {}  # the EMA generator (the evaluated one) and, beside it, the raw generator
+            for prefix, net in (("eval_", trainer.ema), ("eval_raw_", trainer.generator)):
+                samples, labels = draw(generator_sampler(cfg, net), task, cfg.eval_samples, cfg.seed + 1)
+                stats.update({f"{prefix}{k}": v for k, v in quality(cfg, task, samples, labels).items()})
+            run.log(step, images_seen=done * cfg.batch_size, **stats)
+            bar.set_postfix({k: round(v, 4) for k, v in stats.items() if k.endswith(("energy_distance", "fid"))})
         if done % cfg.checkpoint_every == 0 or done == cfg.steps:
             seconds += time.perf_counter() - tick
             tick = time.perf_counter()
-            save_checkpoint(ckpt, {"trainer": trainer.state_dict(), "step": done, "seconds": seconds})
+            run.save_checkpoint({"trainer": trainer.state_dict(), "step": done, "seconds": seconds}, done)
     save_checkpoint(out / "generator.pt", {"model": trainer.ema.state_dict(), "num_classes": task.num_classes})
+    save_checkpoint(out / "generator_raw.pt", {"model": trainer.generator.state_dict(), "num_classes": task.num_classes})
     history = [r for r in run.history() if "loss_gen" in r]
     return run.finish({
         "steps": cfg.steps,
@@ -84,4 +78,4 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(entrypoint(main))

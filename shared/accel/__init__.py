@@ -1,4 +1,5 @@
-"""Accelerator utilities: device choice, seeding, precision, distributed set-up, timers, memory and FLOP counts."""
+"""Accelerator utilities: device choice, seeding, precision, the training context (accumulation, torchrun),
+timers, memory and FLOP counts."""
 
 from shared.accel.device import autocast, autocast_dtype, pick_device, set_torch_threads
 from shared.accel.distributed import (
@@ -10,11 +11,13 @@ from shared.accel.distributed import (
 )
 from shared.accel.measure import ThroughputMeter, Timer, count_flops, count_parameters, peak_memory_bytes
 from shared.accel.seeding import jax_key, seed_everything, set_deterministic
+from shared.accel.training import TrainContext, resolve_precision, setup_training
 
 __all__ = [
     "DistInfo",
     "ThroughputMeter",
     "Timer",
+    "TrainContext",
     "all_reduce_mean",
     "autocast",
     "autocast_dtype",
@@ -26,7 +29,9 @@ __all__ = [
     "peak_memory_bytes",
     "pick_device",
     "rank_zero_logger",
+    "resolve_precision",
     "seed_everything",
     "set_deterministic",
     "set_torch_threads",
+    "setup_training",
 ]

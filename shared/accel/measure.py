@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import resource
 import sys
 import time
@@ -72,10 +73,23 @@ def count_parameters(model: torch.nn.Module, trainable_only: bool = False) -> in
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
+def attention_flops(query_shape: Any, key_shape: Any, value_shape: Any, *_: Any, **__: Any) -> int:
+    """FLOPs of softmax(Q K^T) V: 2*b*h*s_q*s_k*d for Q K^T plus 2*b*h*s_q*s_k*d_v for the product with V
+    (dense count, as torch counts its CUDA attention kernels; causal masking is not discounted)."""
+    *batch, s_q, d = query_shape
+    s_k, d_v = key_shape[-2], value_shape[-1]
+    return 2 * math.prod(batch) * s_q * s_k * (d + d_v)
+
+
 def count_flops(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> int:
-    """FLOPs of one call, counted by torch.utils.flop_counter (a multiply-add counts as 2)."""
+    """FLOPs of one call, counted by torch.utils.flop_counter (a multiply-add counts as 2).
+
+    torch registers no formula for the CPU kernel of ``scaled_dot_product_attention`` (it would count 0), so
+    :func:`attention_flops` is registered for it.
+    """
     from torch.utils.flop_counter import FlopCounterMode
 
-    with FlopCounterMode(display=False) as counter, torch.no_grad():
+    cpu_sdpa = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
+    with FlopCounterMode(display=False, custom_mapping={cpu_sdpa: attention_flops}) as counter, torch.no_grad():
         fn(*args, **kwargs)
     return int(counter.get_total_flops())

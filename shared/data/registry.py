@@ -73,16 +73,31 @@ def kit_data_dir() -> Path:
     return Path(os.environ.get("ML_PAPERS_KIT", REPO_ROOT.parent / "shared" / "data"))
 
 
-def candidate_dirs(root: str | Path | None, env: str, *defaults: Path) -> list[Path | None]:
-    """Where a loader looks: ``root`` alone when given, else $``env`` (None when unset), then ``defaults`` in order."""
+class SearchPath(list):
+    """Candidate directories in lookup order; ``env`` names the variable the first one came from (or None).
+
+    A directory named by the user's environment variable is a request, not a hint: when it lacks the files,
+    :func:`find_source` fails naming the variable instead of quietly falling back to a cached copy.
+    """
+
+    def __init__(self, dirs: Iterable[Path | None], env: str | None = None) -> None:
+        super().__init__(dirs)
+        self.env = env
+
+
+def candidate_dirs(root: str | Path | None, env: str, *defaults: Path) -> SearchPath:
+    """Where a loader looks: ``root`` alone when given, else $``env`` alone when set, else ``defaults`` in order."""
     if root:
-        return [Path(root)]
-    return [Path(os.environ[env]) if env in os.environ else None, *defaults]
+        return SearchPath([Path(root)])
+    if os.environ.get(env):
+        return SearchPath([Path(os.environ[env])], env=env)
+    return SearchPath(defaults)
 
 
 def find_source(name: str, candidates: Iterable[Path | None], required: Iterable[str]) -> Path:
     """The first candidate directory that holds every ``required`` relative path, else DataMissingError."""
     required = list(required)
+    env = getattr(candidates, "env", None)
     tried = []
     for cand in candidates:
         if cand is None:
@@ -91,10 +106,16 @@ def find_source(name: str, candidates: Iterable[Path | None], required: Iterable
         missing = [r for r in required if not (cand / r).exists()]
         if not missing:
             return cand
-        tried.append(f"  {cand} (missing {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''})")
+        listed = f"{', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}"
+        if env is not None:
+            raise DataMissingError(
+                f"${env}={cand} does not hold data set {name!r} (missing {listed}); "
+                f"point {env} at a folder that does, or unset it.\nHow to get it: {entry(name).how_to_get}"
+            )
+        tried.append(f"{cand} (missing {listed})")
     raise DataMissingError(
-        f"data set {name!r} not found. Looked in:\n" + "\n".join(tried or ["  (no candidate locations)"])
-        + f"\nHow to get it: {entry(name).how_to_get}"
+        f"data set {name!r} not found; looked in {'; '.join(tried) or '(no candidate locations)'}.\n"
+        f"How to get it: {entry(name).how_to_get}"
     )
 
 

@@ -1,26 +1,36 @@
-"""A feature network for Frechet distance and sample-class accuracy on 28x28 grey images, trained by the repo.
+"""A feature network for Frechet distance and sample-class accuracy on 28x28 grey images, shipped with the repo.
 
 Inception weights for standard FID cannot be had offline, so FIDs here use a small CNN classifier trained on the
-data set's own train split. Its name (data set, architecture, version, test accuracy) goes beside every FID it
-produces: these numbers are comparable with each other, not with published Inception FIDs.
+data set's own train split. The trained weights are committed (``weights/``) with their sha256 in
+``weights/manifest.json``, so every machine computes FIDs with the same network; its name (data set, version and
+the first 8 hex digits of the weights' sha256) goes beside every FID it produces. These FIDs are comparable with
+each other, not with published Inception FIDs.
+
+Rebuild a network (then commit the file and the printed manifest entry under a new version)::
+
+    python -m shared.metrics.feature_net build mnist
 """
 
 from __future__ import annotations
 
-import fcntl
+import argparse
+import json
 from functools import cache
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from shared.data import data_home, load
+from shared.data import load
+from shared.data.registry import DataCorruptError, file_digest
 from shared.data.torch_adapter import images_to_float
 from shared.metrics.frechet import FeatureStats
-from shared.runs.checkpoint import load_checkpoint, save_checkpoint
 
-_VERSION = "v1"
+VERSION = "v2"
+WEIGHTS_DIR = Path(__file__).with_name("weights")
+_MANIFEST = WEIGHTS_DIR / "manifest.json"
 _SUPPORTED = ("mnist", "fashion_mnist")
 
 
@@ -43,11 +53,12 @@ class SmallConvNet(nn.Module):
 class ImageFeatureNetwork:
     """A trained :class:`SmallConvNet` with ``features`` (penultimate activations) and ``predict`` (class ids)."""
 
-    def __init__(self, dataset: str, model: SmallConvNet, test_accuracy: float) -> None:
+    def __init__(self, dataset: str, model: SmallConvNet, test_accuracy: float, sha256: str) -> None:
         self.dataset = dataset
         self.model = model.eval()
         self.test_accuracy = test_accuracy
-        self.name = f"smallcnn-{dataset}-{_VERSION} (test acc {test_accuracy:.4f})"
+        self.sha256 = sha256
+        self.name = f"smallcnn-{dataset}-{VERSION}-{sha256[:8]} (test acc {test_accuracy:.4f})"
 
     @torch.no_grad()
     def _run(self, x: torch.Tensor, head: bool, batch_size: int = 1000) -> np.ndarray:
@@ -73,7 +84,32 @@ class ImageFeatureNetwork:
         return _reference_stats(self.dataset, split)
 
 
-def _train(dataset: str, epochs: int, seed: int) -> tuple[SmallConvNet, float]:
+def weights_file(dataset: str) -> Path:
+    return WEIGHTS_DIR / f"smallcnn-{dataset}-{VERSION}.safetensors"
+
+
+@cache
+def image_feature_network(dataset: str) -> ImageFeatureNetwork:
+    """The shipped feature network for ``dataset``; a weights file whose sha256 differs from the manifest fails."""
+    from safetensors.torch import load_file
+
+    if dataset not in _SUPPORTED:
+        raise ValueError(f"no feature network for {dataset!r}; supported: {', '.join(_SUPPORTED)}")
+    entry = json.loads(_MANIFEST.read_text())[f"{dataset}-{VERSION}"]
+    path = weights_file(dataset)
+    actual = file_digest(path)
+    if actual != entry["sha256"]:
+        raise DataCorruptError(
+            f"{path}: sha256 {actual[:16]}... is not the manifest's {entry['sha256'][:16]}...; the shipped feature "
+            "network was modified. Restore it with `git checkout -- shared/metrics/weights`."
+        )
+    model = SmallConvNet()
+    model.load_state_dict(load_file(path))
+    return ImageFeatureNetwork(dataset, model, entry["test_accuracy"], actual)
+
+
+def train_feature_network(dataset: str, epochs: int = 2, seed: int = 0) -> tuple[SmallConvNet, float]:
+    """Adam, batch 128, on the train split; returns the model and its test accuracy."""
     torch.manual_seed(seed)
     train, test = load(dataset, split="train"), load(dataset, split="test")
     x, y = images_to_float(train["images"]), torch.from_numpy(train["labels"])
@@ -88,30 +124,36 @@ def _train(dataset: str, epochs: int, seed: int) -> tuple[SmallConvNet, float]:
             opt.zero_grad()
             loss.backward()
             opt.step()
-    net = ImageFeatureNetwork(dataset, model, 0.0)
-    accuracy = float((net.predict(images_to_float(test["images"])) == test["labels"]).mean())
+    model.eval()
+    with torch.no_grad():
+        logits = torch.cat([model(images_to_float(test["images"][i : i + 1000])) for i in range(0, len(test["images"]), 1000)])
+    accuracy = float((logits.argmax(1).numpy() == test["labels"]).mean())
     return model, accuracy
-
-
-@cache
-def image_feature_network(dataset: str, epochs: int = 2, seed: int = 0) -> ImageFeatureNetwork:
-    """The cached feature network for ``dataset`` (trained on first use, about a minute on 2 CPU cores)."""
-    if dataset not in _SUPPORTED:
-        raise ValueError(f"no feature network for {dataset!r}; supported: {', '.join(_SUPPORTED)}")
-    path = data_home() / "feature_nets" / f"{dataset}-{_VERSION}-e{epochs}-s{seed}.pt"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_suffix(".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # one process trains, the others wait and then read its file
-        if not path.exists():
-            model, accuracy = _train(dataset, epochs, seed)
-            save_checkpoint(path, {"state_dict": model.state_dict(), "test_accuracy": accuracy})
-    state = load_checkpoint(path)
-    model = SmallConvNet()
-    model.load_state_dict(state["state_dict"])
-    return ImageFeatureNetwork(dataset, model, state["test_accuracy"])
 
 
 @cache
 def _reference_stats(dataset: str, split: str) -> FeatureStats:
     net = image_feature_network(dataset)
     return net.stats(images_to_float(load(dataset, split=split)["images"]))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``build DATASET``: train a network, write its weights file and print its manifest entry."""
+    from safetensors.torch import save_file
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("command", choices=["build"])
+    parser.add_argument("dataset", choices=_SUPPORTED)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    model, accuracy = train_feature_network(args.dataset)
+    path = weights_file(args.dataset)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, path)
+    entry = {f"{args.dataset}-{VERSION}": {"sha256": file_digest(path), "test_accuracy": round(accuracy, 4),
+                                           "trained": "python -m shared.metrics.feature_net build " + args.dataset}}
+    print(json.dumps(entry, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,14 +1,19 @@
-"""Run helpers every paper needs: strict YAML configs, run directories, checkpoints and the entry-point CLI."""
+"""Run helpers every paper needs: strict YAML configs, run folders, checkpoints and the entry-point CLI."""
 
 from shared.runs.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from shared.runs.cli import parse_run_args
+from shared.runs.cli import entrypoint, parse_run_args
 from shared.runs.config import ConfigError, load_config, to_dict
-from shared.runs.rundir import Run
+from shared.runs.errors import RunDirError, UserError
+from shared.runs.rundir import Run, latest_checkpoint
 
 __all__ = [
     "CheckpointError",
     "ConfigError",
     "Run",
+    "RunDirError",
+    "UserError",
+    "entrypoint",
+    "latest_checkpoint",
     "load_checkpoint",
     "load_config",
     "parse_run_args",

@@ -13,6 +13,13 @@ class CheckpointError(RuntimeError):
     """A checkpoint that cannot be read (missing, truncated or not a checkpoint)."""
 
 
+def _file_mode() -> int:
+    """The mode a plain ``open`` would give a new file (0o666 less the umask), not mkstemp's private 0o600."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
     """Save ``state`` atomically. ``.pt`` uses torch.save (tensors, optimizers); anything else uses pickle."""
     path = Path(path)
@@ -28,6 +35,7 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
                 pickle.dump(state, fh, protocol=pickle.HIGHEST_PROTOCOL)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp_name, _file_mode())
         os.replace(tmp_name, path)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)

@@ -47,12 +47,15 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: typing.
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError(f"{path}: the top level must be a mapping of keys, got {type(loaded).__name__}")
         raw = loaded or {}
+    given: dict[str, str] = {}
     for item in overrides:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise ConfigError(f"override {item!r} must look like key=value (nested keys with dots: a.b=1)")
-        _set_dotted(raw, key.strip().split("."), _parse(value))
-    return _build(cls, raw, where=str(path) if path else "config")
+        key = key.strip()
+        _set_dotted(raw, key.split("."), _parse(value), item)
+        given[key] = item
+    return _build(cls, raw, where=str(path) if path else "config", prefix="", overrides=given)
 
 
 def to_dict(config: Any) -> dict[str, Any]:
@@ -60,18 +63,24 @@ def to_dict(config: Any) -> dict[str, Any]:
     return dataclasses.asdict(config)
 
 
-def _set_dotted(raw: dict[str, Any], keys: list[str], value: Any) -> None:
+def _set_dotted(raw: dict[str, Any], keys: list[str], value: Any, item: str) -> None:
     node = raw
     for key in keys[:-1]:
         node = node.setdefault(key, {})
         if not isinstance(node, dict):
-            raise ConfigError(f"cannot set {'.'.join(keys)}: {key} is not a section")
+            raise ConfigError(f"override {item!r}: {key} is not a section, so {'.'.join(keys)} cannot be set")
     node[keys[-1]] = value
 
 
-def _build(cls: type[T], raw: Any, where: str) -> T:
+def _origin(where: str, dotted: str, overrides: dict[str, str]) -> str:
+    """Where a key's value came from: the command-line override that set it, else the config file."""
+    return f"override {overrides[dotted]!r}" if dotted in overrides else f"{where}:{dotted}"
+
+
+def _build(cls: type[T], raw: Any, where: str, prefix: str = "", overrides: dict[str, str] | None = None) -> T:
+    overrides = overrides or {}
     if not isinstance(raw, dict):
-        raise ConfigError(f"{where}: expected a mapping for {cls.__name__}, got {raw!r}")
+        raise ConfigError(f"{_origin(where, prefix.rstrip('.'), overrides)}: expected a mapping for {cls.__name__}, got {raw!r}")
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(raw) - set(fields))
     if unknown:
@@ -79,20 +88,28 @@ def _build(cls: type[T], raw: Any, where: str) -> T:
         for key in unknown:
             close = difflib.get_close_matches(key, fields, n=1)
             hints.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        source = next((f"override {overrides[prefix + k]!r}" for k in unknown if prefix + k in overrides), where)
         raise ConfigError(
-            f"{where}: unknown key(s) {', '.join(hints)} for {cls.__name__}; valid keys: {', '.join(sorted(fields))}"
+            f"{source}: unknown key(s) {', '.join(hints)} for {cls.__name__}; valid keys: {', '.join(sorted(fields))}"
         )
     hints_by_name = typing.get_type_hints(cls)
     kwargs = {}
     for name, field in fields.items():
+        dotted = prefix + name
         if name in raw:
-            kwargs[name] = _coerce(hints_by_name[name], raw[name], f"{where}:{name}")
+            tp = hints_by_name[name]
+            if dataclasses.is_dataclass(tp):
+                kwargs[name] = _build(tp, raw[name], where, dotted + ".", overrides)
+            else:
+                kwargs[name] = _coerce(tp, raw[name], _origin(where, dotted, overrides))
         elif field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
-            raise ConfigError(f"{where}: missing required key {name!r} for {cls.__name__}")
+            raise ConfigError(f"{where}: missing required key {dotted!r} for {cls.__name__}")
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as err:
-        raise ConfigError(f"{where}: {err}") from err
+        culprits = [item for key, item in overrides.items() if key.startswith(prefix) and key[len(prefix):] in fields]
+        source = f"{where} with override(s) {', '.join(map(repr, culprits))}" if culprits else where
+        raise ConfigError(f"{source}: {err}") from err
 
 
 def _coerce(tp: Any, value: Any, where: str) -> Any:

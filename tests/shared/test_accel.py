@@ -53,6 +53,19 @@ def test_counts() -> None:
     assert peak_memory_bytes() > 0
 
 
+def test_attention_block_flops_are_exact() -> None:
+    """Self-attention of width d, h heads, s tokens, batch b: 4 projections 2*b*s*d*d each (+ none for biases in
+    the count), and QK^T plus AV at 2*b*h*s*s*(d/h) each."""
+    b, s, d, h = 2, 16, 32, 4
+    attn = torch.nn.MultiheadAttention(d, h, batch_first=True)
+    x = torch.randn(b, s, d)
+    expected = 4 * 2 * b * s * d * d + 2 * (2 * b * h * s * s * (d // h))
+    assert count_flops(lambda t: attn(t, t, t, need_weights=False), x) == expected
+    q = torch.randn(b, h, s, d // h)
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+    assert count_flops(sdpa, q, q, q) == 2 * (2 * b * h * s * s * (d // h))
+
+
 def test_timer_and_throughput() -> None:
     with Timer() as t:
         sum(range(10000))

@@ -43,6 +43,12 @@ def test_missing_data_names_where_and_how(tmp_path: Path, monkeypatch: pytest.Mo
     assert "make setup" in message and "MNIST_DIR" in message
 
 
+def test_an_env_var_naming_a_wrong_folder_is_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MNIST_DIR", str(tmp_path))  # empty, while the cache holds MNIST
+    with pytest.raises(DataMissingError, match=r"\$MNIST_DIR=.* does not hold data set 'mnist'.*unset it"):
+        load("mnist", split="train")
+
+
 def test_corrupted_file_is_refused(tmp_path: Path) -> None:
     src = Path(load.__globals__["data_home"]()) / "mnist/package/data"
     for f in ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):

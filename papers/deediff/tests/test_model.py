@@ -159,3 +159,13 @@ def test_flops_fall_in_proportion_to_layers() -> None:
     assert full == table.early_exit(np.array([cfg.n_layers]), cfg.n_layers)[0]
     assert first == table.early_exit(np.array([1]), cfg.n_layers)[0]
     assert table.uem == 2 * (n_tokens - 2) * cfg.embed_dim * cfg.patch_size**2
+
+
+def test_without_long_skips_the_out_blocks_have_no_skip_linear() -> None:
+    model, _ = tiny_model(long_skip=False)
+    assert all(b.skip_linear is None for b in model.out_blocks)
+    assert all(b.skip_linear is not None for b in tiny_model()[0].out_blocks)
+    x = torch.randn(2, 1, 8, 8)
+    with torch.no_grad():
+        out = model(x, torch.tensor([1.0, 500.0]), torch.tensor([0, 2]))
+    assert out.shape == x.shape and torch.isfinite(out).all()

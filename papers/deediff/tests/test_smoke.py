@@ -25,7 +25,7 @@ def test_reproduce_writes_results(run_dir: tuple[Path, dict]) -> None:
     out, metrics = run_dir
     for name in ("config.yaml", "run_info.json", "metrics.jsonl", "metrics.json", "eval.json", "results.md",
                  "results.json", "fid_vs_compute.png", "exit_depth_vs_timestep.png", "exit_error_per_layer.png",
-                 "samples.png", "weights/baseline.pt", "weights/deediff.pt", "weights/checkpoint.pt"):
+                 "samples.png", "weights/baseline.pt", "weights/deediff.pt", "checkpoints"):
         assert (out / name).exists(), name
     assert all(math.isfinite(v) for v in metrics.values())
     result = json.loads((out / "results.json").read_text())
@@ -38,8 +38,18 @@ def test_reproduce_writes_results(run_dir: tuple[Path, dict]) -> None:
     assert full["flops_fraction"] == 1.0 and full["layer_fraction"] == 1.0
     assert "smallcnn-fashion_mnist" in result["feature_net"]
     assert "FID" in (out / "results.md").read_text() and "3.11" in (out / "results.md").read_text()
+    # a 6-step baseline does not generate: the quality gate withholds the claims table and says why
+    assert "claims table is withheld" in (out / "results.md").read_text() and "< 0.5" in result["claims_withheld"]
+    assert {"deediff schedule 0.5", "deediff schedule 0.7"} <= set(names)
+    for row in result["rows"]:
+        assert row["fid_ci"][0] <= row["fid_ci"][1]
+    assert {(c["a"], c["b"]) for c in result["comparisons"]} >= {("deediff full", "baseline full"),
+                                                                 ("deediff exit 0.5", "deediff schedule 0.5")}
     train_metrics = json.loads((out / "metrics.json").read_text())
     assert train_metrics["steps"] == 10 and math.isfinite(train_metrics["final_loss"])
+    for key in ("steps_per_s", "images_per_s", "first_loss"):  # what make gpu-check reads
+        assert math.isfinite(train_metrics[key]) and train_metrics[key] > 0
+    assert train_metrics["peak_gpu_memory_bytes"] == 0  # CPU
 
 
 @pytest.mark.smoke

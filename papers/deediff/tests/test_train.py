@@ -47,7 +47,7 @@ def test_resume_after_interruption_is_exact(tmp_path: Path, monkeypatch: pytest.
     monkeypatch.setattr(train, "batch_for_step", crash_at_step_6)
     with pytest.raises(KeyboardInterrupt):
         train.main(["--config", SMOKE, "--out", str(tmp_path / "cut"), *QUICK])
-    state = load_checkpoint(tmp_path / "cut" / "weights" / "checkpoint.pt")
+    state = load_checkpoint(sorted((tmp_path / "cut" / "checkpoints").glob("step_*.pt"))[-1])
     assert (state["stage"], state["step"]) == ("deediff", 6)  # last complete checkpoint: step 6, in fine-tuning
     assert (tmp_path / "cut" / "weights" / "baseline.pt").exists()
     assert not (tmp_path / "cut" / "weights" / "deediff.pt").exists()
@@ -130,3 +130,23 @@ def test_finetune_from_needs_a_matching_backbone_and_no_baseline_stage(tmp_path:
         load_config(Config, SMOKE, [f"finetune_from={baseline}"])  # baseline_steps > 0 as well
     with pytest.raises(ConfigError, match="or finetune_from"):
         load_config(Config, SMOKE, ["baseline_steps=0"])
+
+
+def test_synthetic_data_have_the_config_shape_and_are_seeded(tmp_path: Path) -> None:
+    from papers.deediff.data import load_images
+
+    cfg = load_config(Config, SMOKE, ["dataset=synthetic", "channels=3", "image_size=8", "patch_size=2"])
+    x, y = load_images(cfg, "train", limit=20)
+    assert x.shape == (20, 3, 8, 8) and x.min() >= -1 and x.max() <= 1 and y.tolist() == [i % 10 for i in range(20)]
+    torch.testing.assert_close(load_images(cfg, "train", limit=20)[0], x, rtol=0, atol=0)
+    assert not torch.equal(load_images(cfg, "test", limit=20)[0], x)
+
+
+def test_fourteen_pixel_mnist_is_the_two_by_two_average_of_the_full_images() -> None:
+    from papers.deediff.data import at_size, load_images
+
+    full, _ = load_images(load_config(Config, SMOKE), "test", limit=4)
+    small, _ = load_images(load_config(Config, SMOKE, ["image_size=14", "patch_size=7"]), "test", limit=4)
+    assert small.shape == (4, 1, 14, 14)
+    torch.testing.assert_close(small[:, :, 3, 5], full[:, :, 6:8, 10:12].mean((-1, -2)))
+    assert at_size(small).shape == (4, 1, 28, 28) and at_size(full) is full

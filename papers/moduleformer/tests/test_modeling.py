@@ -74,7 +74,7 @@ def test_expert_dispatch_equals_per_token_reference() -> None:
     x = torch.randn(11, 6)
     h, routing, _ = moe.map(x)
     y = moe.reduce(torch.nn.functional.gelu(h), routing)
-    probs = moe.gate.net(x).softmax(-1)
+    probs = moe.gate.w_gate(x).softmax(-1)
     expected = torch.zeros(11, 6)
     for n in range(11):
         gates, experts = probs[n].topk(2)

@@ -11,11 +11,15 @@ from papers.moduleformer.config import Config, ModelConfig, model_config
 from papers.moduleformer.data import random_windows
 from papers.moduleformer.modeling import ModuleFormerForCausalLM
 from papers.moduleformer.surgery import add_experts, expert_usage, moe_layers, prune_experts
-from shared.runs import ConfigError, Run, load_config
+from shared.accel import setup_training
+from shared.runs import ConfigError, Run, UserError, load_config
 
 SMOKE = Path(__file__).parents[1] / "configs" / "smoke.yaml"
 MODEL = ModelConfig(n_embd=16, n_layer=2, n_head=2, att_hidden=16, n_att_experts=4, k_att=2, ffd_hidden=16,
                     n_mlp_experts=4, k_mlp=2, gating_size=8)
+
+
+CTX = setup_training("cpu", "fp32", global_batch=3)
 
 
 def make_run(tmp_path: Path, **overrides: object) -> tuple[Config, ModuleFormerForCausalLM, torch.Tensor, Run]:
@@ -30,7 +34,7 @@ def test_training_is_deterministic_and_lowers_the_loss(tmp_path: Path) -> None:
     states, losses = [], []
     for name in ("a", "b"):
         cfg, model, stream, run = make_run(tmp_path / name, lr=0.01)
-        stats = train.train_steps(model, stream, cfg, run, run.dir / "ckpt.pt")
+        stats = train.train_steps(model, stream, cfg, run, CTX)
         states.append(model.state_dict())
         losses.append([row["loss"] for row in run.history()])
         assert stats["train_tokens_per_s"] > 0
@@ -42,7 +46,7 @@ def test_training_is_deterministic_and_lowers_the_loss(tmp_path: Path) -> None:
 
 def test_resume_after_interruption_equals_an_uninterrupted_run(tmp_path: Path) -> None:
     cfg, model, stream, run = make_run(tmp_path / "full")
-    train.train_steps(model, stream, cfg, run, run.dir / "ckpt.pt")
+    train.train_steps(model, stream, cfg, run, CTX)
     reference = model.state_dict()
 
     cfg, model, stream, run = make_run(tmp_path / "cut")
@@ -55,9 +59,9 @@ def test_resume_after_interruption_equals_an_uninterrupted_run(tmp_path: Path) -
 
     run.log = crash_at_step_4
     with pytest.raises(KeyboardInterrupt):
-        train.train_steps(model, stream, cfg, run, run.dir / "ckpt.pt")
+        train.train_steps(model, stream, cfg, run, CTX)
     cfg, fresh, stream, run = make_run(tmp_path / "cut")  # a new process: new weights, resumed from step 4
-    stats = train.train_steps(fresh, stream, cfg, run, run.dir / "ckpt.pt")
+    stats = train.train_steps(fresh, stream, cfg, run, CTX)
     for key, value in reference.items():
         torch.testing.assert_close(fresh.state_dict()[key], value, msg=key)
     assert stats["train_tokens_per_s"] > 0
@@ -79,9 +83,9 @@ def test_new_experts_train_while_old_ones_stay_frozen(tmp_path: Path) -> None:
     cfg, model, stream, run = make_run(tmp_path)
     old = {k: v.clone() for k, v in model.state_dict().items()}
     params = add_experts(model, 2)
-    assert model.config.n_mlp_experts == 6 and model.config.n_att_experts == 6
+    assert model.config.mlp_experts_per_layer == [6, 6] and model.config.att_experts_per_layer == [6, 6]
     fresh = {k: v.clone() for k, v in model.state_dict().items()}
-    train.train_steps(model, stream, cfg, run, run.dir / "ckpt.pt", params=params, steps=3)
+    train.train_steps(model, stream, cfg, run, CTX, params=params, steps=3)
     new = model.state_dict()
     for key, value in old.items():
         rows = len(value)
@@ -110,7 +114,7 @@ def test_bad_configs_fail_with_clear_errors(tmp_path: Path) -> None:
 
 
 def test_evaluate_without_a_trained_model_says_so(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="train"):
+    with pytest.raises(UserError, match="train"):
         evaluate.main(["--config", str(SMOKE), "--out", str(tmp_path)])
 
 

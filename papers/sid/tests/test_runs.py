@@ -10,6 +10,7 @@ import torch
 
 from papers.sid import evaluate, reproduce, train
 from papers.sid.config import Config
+from papers.sid.sid import SiDTrainer
 from papers.sid.task import Task
 from shared.runs import CheckpointError, ConfigError, load_checkpoint, load_config
 
@@ -17,19 +18,29 @@ SMOKE = str(Path(__file__).parents[1] / "configs" / "smoke.yaml")
 FAST = ["steps=4", "checkpoint_every=2", "eval_every=4", "pretrain_steps=10", "eval_samples=50"]
 
 
-def test_resume_matches_an_uninterrupted_run(tmp_path: Path) -> None:
+def test_resume_matches_an_uninterrupted_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     train.main(["--config", SMOKE, "--out", str(tmp_path / "full"), *FAST])
-    train.main(["--config", SMOKE, "--out", str(tmp_path / "cut"), *FAST, "steps=2"])  # "interrupted" after 2
-    assert load_checkpoint(tmp_path / "cut" / "checkpoint.pt")["step"] == 2
+    original = SiDTrainer.round
+
+    def interrupted(self: SiDTrainer, gen: torch.Generator, images_seen: int) -> dict:
+        if images_seen >= 2 * self.cfg.batch_size:  # the third round never finishes
+            raise KeyboardInterrupt
+        return original(self, gen, images_seen)
+
+    monkeypatch.setattr(SiDTrainer, "round", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train.main(["--config", SMOKE, "--out", str(tmp_path / "cut"), *FAST])
+    monkeypatch.setattr(SiDTrainer, "round", original)
+    assert [c.name for c in (tmp_path / "cut" / "checkpoints").glob("*.pt")] == ["step_00000002.pt"]
     train.main(["--config", SMOKE, "--out", str(tmp_path / "cut"), *FAST])  # resumes at step 2
     full = load_checkpoint(tmp_path / "full" / "generator.pt")["model"]
     cut = load_checkpoint(tmp_path / "cut" / "generator.pt")["model"]
     assert all(torch.equal(full[k], cut[k]) for k in full)
-    def loss_steps(run: str) -> list[int]:  # the shorter first attempt adds its own final eval row; losses must not repeat
+    def loss_steps(run: str) -> list[int]:  # losses logged before the interruption must not repeat
         rows = [json.loads(line) for line in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]
         return [r["step"] for r in rows if "loss_gen" in r]
 
-    assert loss_steps("cut") == loss_steps("full") == [1, 2, 3, 4]
+    assert loss_steps("cut") == loss_steps("full") == [0, 1, 2, 3]
 
 
 def test_bad_configs_fail_clearly(tmp_path: Path) -> None:
@@ -78,8 +89,8 @@ def test_reproduce_runs_conditional_image_variants(tmp_path: Path) -> None:
     image = str(Path(SMOKE).with_name("smoke_image.yaml"))
     reproduce.main(["--config", image, "--out", str(tmp_path), "image_variants=[cond,anti_cfg]", "eval_samples=30"])
     rows = json.loads((tmp_path / "results.json").read_text())["rows"]
-    assert [(r["variant"], r["nfe"]) for r in rows] == [("fashion_mnist cond", 1), ("fashion_mnist cond", 3),
-                                                        ("fashion_mnist anti_cfg", 1), ("fashion_mnist anti_cfg", 3)]
+    assert [(r["variant"], r["nfe"]) for r in rows] == [(v, n) for v in ("fashion_mnist cond", "fashion_mnist anti_cfg")
+                                                        for n in (1, 1, 3)]  # SiD EMA, SiD raw, teacher
     assert all(0 <= r["class_accuracy"] <= 1 and r["within_class_diversity"] > 0 for r in rows)
     assert (tmp_path / "image" / "cond" / "samples.png").is_file() and (tmp_path / "image" / "anti_cfg").is_dir()
     with pytest.raises(ValueError, match="unknown image variant"):

@@ -49,7 +49,7 @@ def test_generator_gradient_flows_through_frozen_teacher_and_fake_networks() -> 
     trainer = _trainer()
 
     def grad() -> torch.Tensor:
-        loss = trainer.generator_loss(torch.Generator().manual_seed(5))
+        loss, _ = trainer.generator_loss(torch.Generator().manual_seed(5))
         return torch.cat([g.flatten() for g in torch.autograd.grad(loss, list(trainer.generator.parameters()))])
 
     base = grad()
@@ -76,7 +76,8 @@ def test_fake_step_updates_only_the_fake_network() -> None:
 def test_guidance_variants_give_finite_losses(guidance: str) -> None:
     trainer = _trainer(conditional=True, guidance=guidance)
     gen = torch.Generator().manual_seed(0)
-    assert torch.isfinite(torch.tensor([trainer.fake_step(gen), trainer.generator_step(gen)])).all()
+    losses = {**trainer.fake_step(gen), **trainer.generator_step(gen)}
+    assert torch.isfinite(torch.tensor([losses["loss_fake"], losses["loss_gen"]])).all()
 
 
 @pytest.mark.parametrize(("guidance", "fake_train", "real", "fake_eval"), [

@@ -1,0 +1,1 @@
+"""adalink: replace this line with the paper's title and arXiv id."""

@@ -1,0 +1,94 @@
+"""The quality gate on the baseline, the claims table's verdicts, bootstrap intervals and the per-step schedule."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats as scipy_stats
+
+from papers.deediff.config import Config
+from papers.deediff.evaluate import comparisons
+from papers.deediff.model import UViT
+from papers.deediff.report import claims_section, quality_gate
+from papers.deediff.stats import bootstrap_ci, fid_ci, fid_of, paired_fid_gap
+from papers.deediff.sweep import ExitPolicy
+from shared.metrics import FeatureStats
+
+
+def result_with(accuracy: float | None, gap_ci: tuple[float, float] = (1.0, 3.0)) -> dict:
+    base = {"config": "baseline full", "threshold": None, "n_layers": None}
+    if accuracy is not None:
+        base["class_accuracy"] = accuracy
+    exit_row = {"config": "deediff exit 0.9", "threshold": 0.9, "n_layers": None, "flops_fraction": 0.55,
+                "speedup_wallclock": 1.8, "layer_fraction": 0.5}
+    comps = [{"a": "deediff exit 0.9", "b": "deediff full", "gap": 2.0, "ci_low": gap_ci[0], "ci_high": gap_ci[1]},
+             {"a": "deediff exit 0.9", "b": "deediff static 5/9", "gap": -0.5, "ci_low": -1.0, "ci_high": 0.2},
+             {"a": "deediff exit 0.9", "b": "deediff schedule 0.9", "gap": -4.0, "ci_low": -6.0, "ci_high": -2.0}]
+    return {"rows": [base, {"config": "deediff full", "threshold": None, "n_layers": None}, exit_row],
+            "comparisons": comps}
+
+
+def test_gate_withholds_claims_when_the_baseline_does_not_generate() -> None:
+    text, reason = claims_section(result_with(0.118))
+    assert reason is not None and "0.118 < 0.5" in reason
+    assert "withheld" in text and "| claim |" not in text
+    assert quality_gate(result_with(None)) is not None  # no class accuracy: cannot be checked, so withheld
+    assert quality_gate(result_with(0.49)) is not None and quality_gate(result_with(0.5)) is None
+
+
+def test_claims_table_verdicts_follow_the_intervals() -> None:
+    text, reason = claims_section(result_with(0.85))
+    assert reason is None
+    lines = [line for line in text.splitlines() if "deediff exit 0.9" in line]
+    assert len(lines) == 3
+    assert "(worse)" in lines[0]  # interval [1, 3] excludes zero
+    assert "(no gap)" in lines[1]  # [-1, 0.2] contains zero: reported as no gap
+    assert "(better)" in lines[2]
+
+
+def test_bootstrap_interval_matches_scipy() -> None:
+    x = np.random.default_rng(0).normal(size=200)
+    ours = bootstrap_ci(lambda idx: float(x[idx].mean()), len(x), 4000, seed=1)
+    ref = scipy_stats.bootstrap((x,), np.mean, n_resamples=4000, method="percentile",
+                                random_state=np.random.default_rng(2)).confidence_interval
+    np.testing.assert_allclose(ours, (ref.low, ref.high), atol=0.15 * x.std() / np.sqrt(len(x)) * 4)
+
+
+def test_fid_intervals_cover_the_estimate_and_a_paired_self_gap_is_zero() -> None:
+    rng = np.random.default_rng(0)
+    ref = FeatureStats.from_features(rng.normal(size=(2000, 4)), "toy")
+    shifted = rng.normal(size=(300, 4)) + 0.5
+    lo, hi = fid_ci(shifted, ref, n_boot=100)
+    assert lo < fid_of(shifted, ref) < hi
+    assert paired_fid_gap(shifted, shifted, ref, n_boot=20) == {"gap": 0.0, "ci_low": 0.0, "ci_high": 0.0}
+    gap = paired_fid_gap(shifted + 1.0, shifted, ref, n_boot=100)  # much further from the reference
+    assert gap["ci_low"] > 0
+    with pytest.raises(ValueError, match="equal sample sets"):
+        paired_fid_gap(shifted[:10], shifted, ref, n_boot=5)
+
+
+def test_comparisons_pair_each_exit_with_full_static_and_schedule() -> None:
+    rows = [{"config": c, "threshold": t, "layer_fraction": f} for c, t, f in (
+        ("baseline full", None, 1.0), ("deediff full", None, 1.0), ("deediff exit 0.9", 0.9, 0.55),
+        ("deediff exit 0.95", 0.95, 0.99), ("deediff static 5/9", None, 5 / 9),
+        ("deediff schedule 0.9", None, 0.55), ("deediff schedule 0.95", None, 0.99))]
+    assert comparisons(rows, 9) == [
+        ("deediff full", "baseline full"), ("deediff exit 0.9", "deediff full"), ("deediff exit 0.9", "deediff static 5/9"),
+        ("deediff exit 0.9", "deediff schedule 0.9"), ("deediff exit 0.95", "deediff full"),
+        ("deediff exit 0.95", "deediff schedule 0.95")]
+
+
+def test_schedule_policy_runs_each_step_at_its_depth() -> None:
+    torch.manual_seed(0)
+    cfg = Config(image_size=8, patch_size=2, embed_dim=16, depth=4, num_heads=2, num_classes=3)
+    model = UViT(cfg).eval()
+    x, t, y = torch.randn(2, 1, 8, 8), torch.tensor([100.0, 900.0]), torch.tensor([0, 2])
+    fn = ExitPolicy("schedule", schedule=(2, 5)).model_fn(model)
+    with torch.no_grad():
+        for k in (2, 5):
+            out, depth = fn(x, t, y)
+            torch.testing.assert_close(out, model(x, t, y, n_layers=k), rtol=0, atol=0)
+            assert depth.tolist() == [k, k]
+        with pytest.raises(ValueError, match="shorter than the sampler's steps"):
+            fn(x, t, y)

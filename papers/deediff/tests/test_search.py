@@ -1,0 +1,58 @@
+"""The overfit-first protocol and the baseline search: outputs, the choice, and the checksummed weight cache."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from papers.deediff import diagnose, search
+
+CONFIGS = Path(__file__).parents[1] / "configs"
+SMOKE = str(CONFIGS / "smoke.yaml")
+
+
+def test_one_per_class_takes_the_first_image_of_each_class() -> None:
+    labels = torch.tensor([2, 0, 0, 1, 2, 1, 0])
+    assert diagnose.one_per_class(labels, 3).tolist() == [1, 3, 0]
+    assert diagnose.one_per_class(labels, 6).tolist() == [1, 3, 0, 2, 5, 4]
+    with pytest.raises(ValueError, match="multiple of the 3 classes"):
+        diagnose.one_per_class(labels, 4)
+
+
+def test_overfit_protocol_runs_uvit_and_unet_reference(tmp_path: Path) -> None:
+    result = diagnose.main(["--config", SMOKE, "--out", str(tmp_path), "overfit=10", "arch=both", "max_steps=1",
+                            "eval_every=1", "sample_steps=2"])
+    assert set(result["runs"]) == {"uvit", "unet"} and len(result["train_indices"]) == 10
+    for run in result["runs"].values():
+        assert [r["step"] for r in run["curve"]] == [1]
+        assert all(0 <= r["class_accuracy"] <= 1 and r["mse_to_training_image"] > 0 for r in run["curve"])
+        assert run["steps_to_target"] in (None, 1)
+    assert result["runs"]["unet"]["parameters"] > 100_000  # the diffusers UNet2DModel reference
+    assert (tmp_path / "overfit.json").exists() and (tmp_path / "overfit_curves.png").exists()
+    assert diagnose.steps_to([{"step": 5, "class_accuracy": 0.8}, {"step": 9, "class_accuracy": 0.95}], 0.9) == 9
+
+
+@pytest.mark.slow  # three searches of two candidates each
+def test_search_picks_by_class_accuracy_and_reuses_checksummed_weights(tmp_path: Path) -> None:
+    spec = tmp_path / "search.yaml"
+    spec.write_text(json.dumps({
+        "base": SMOKE, "overrides": ["sample_steps=2", "warmup_steps=1"], "steps": 1, "eval_every": 1,
+        "eval_samples": 10, "cache": str(tmp_path / "cache"),
+        "candidates": {"a": [], "b": ["long_skip=false"]}}))
+    first = search.main(["--config", str(spec), "--out", str(tmp_path / "s1")])
+    report = json.loads((tmp_path / "s1" / "search.json").read_text())
+    accs = {n: (c["final_class_accuracy"], -c["final_fid"]) for n, c in report["candidates"].items()}
+    assert report["chosen"] == max(accs, key=accs.get) and first["reached_target"] in (0, 1, False, True)
+    weights = Path(report["chosen_weights"])
+    assert weights.is_relative_to(tmp_path / "cache") and search.file_sha256(weights) == report["chosen_sha256"]
+    assert not any(c["reused"] for c in report["candidates"].values())
+    search.main(["--config", str(spec), "--out", str(tmp_path / "s2")])  # same configs: nothing retrained
+    again = json.loads((tmp_path / "s2" / "search.json").read_text())
+    assert all(c["reused"] for c in again["candidates"].values()) and again["chosen_sha256"] == report["chosen_sha256"]
+    weights.write_bytes(weights.read_bytes() + b"corrupt")  # a damaged cache entry is retrained, not trusted
+    search.main(["--config", str(spec), "--out", str(tmp_path / "s3")])
+    third = json.loads((tmp_path / "s3" / "search.json").read_text())
+    assert not third["candidates"][report["chosen"]]["reused"]

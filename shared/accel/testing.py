@@ -1,0 +1,22 @@
+"""Helpers for tests of multi-process training: the torchrun command and environment for a CPU (gloo) run."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+
+_TORCHRUN_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "GROUP_RANK")
+
+
+def torchrun_cmd(module: str, args: Sequence[str], nproc: int = 2) -> list[str]:
+    """``python -m torch.distributed.run --standalone --nproc_per_node N -m MODULE ARGS`` (a free port each time)."""
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+            "-m", module, *args]
+
+
+def torchrun_env(**extra: str) -> dict[str, str]:
+    """This process's environment without torchrun's variables, one CPU thread per process, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if k not in _TORCHRUN_VARS}
+    env.update(OMP_NUM_THREADS="1", TQDM_DISABLE="1", **extra)
+    return env

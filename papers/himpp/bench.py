@@ -32,7 +32,7 @@ from papers.himpp.training import (
     train_task_ids,
     usable_tasks,
 )
-from shared.runs import Run, load_config, parse_run_args
+from shared.runs import Run, entrypoint, load_config, parse_run_args
 
 
 def bench_method(cfg: HiMPPConfig, bench: Any, cache: GraphCache) -> dict[str, float]:
@@ -99,4 +99,4 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(entrypoint(main))

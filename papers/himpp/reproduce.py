@@ -26,7 +26,7 @@ from papers.himpp.common import (
 from papers.himpp.config import HiMPPConfig
 from papers.himpp.featurize import GraphCache
 from papers.himpp.training import CHECKPOINT
-from shared.runs import Run, load_config, parse_run_args
+from shared.runs import Run, entrypoint, load_config, parse_run_args
 
 PRETRAINED = ("himpp", "par")  # the methods also run from the pretrained encoder
 LABELS = {"himpp": "HiMPP", "no_property": "HiMPP w/o property-level", "no_molecule": "HiMPP w/o molecule-level",
@@ -183,4 +183,4 @@ def write_results(cfg: HiMPPConfig, config_path: str, out: Path, rows: list[dict
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(entrypoint(main))

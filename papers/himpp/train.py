@@ -8,7 +8,7 @@ from typing import Any
 from papers.himpp.common import initial_encoder, load_benchmark, train_and_test
 from papers.himpp.config import HiMPPConfig
 from papers.himpp.featurize import GraphCache
-from shared.runs import load_config, parse_run_args
+from shared.runs import entrypoint, load_config, parse_run_args
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -24,4 +24,4 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(entrypoint(main))

@@ -11,10 +11,10 @@ from pathlib import Path
 import torch
 
 from papers.meddiffusion.config import Config
-from papers.meddiffusion.engine import Prepared, build_model, load_cohort, prepare
+from papers.meddiffusion.engine import Prepared, build_model, load_cohort, make_optimizer, prepare
 from papers.meddiffusion.models import meddiffusion_loss
 from shared.accel import ThroughputMeter, count_parameters, seed_everything, set_torch_threads
-from shared.runs import load_config, parse_run_args
+from shared.runs import entrypoint, load_config, parse_run_args
 
 TRAIN_BATCHES = 30
 WARMUP = 3
@@ -24,14 +24,14 @@ def measure(cfg: Config, prepared: Prepared, batches: int = TRAIN_BATCHES) -> di
     """Patients/s of training steps (all loss terms, backward, Adam) and of real-branch inference."""
     seed_everything(cfg.seed)
     model = build_model(cfg, prepared.vocab_size)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    opt = make_optimizer(cfg, model)
     data = prepared.data.take(prepared.splits.train)
     model.train()
     meter = ThroughputMeter(warmup=WARMUP)
     for i in range(batches + WARMUP):
         b = data.take(torch.arange(i * cfg.batch_size, (i + 1) * cfg.batch_size) % len(data))
-        parts = meddiffusion_loss(model(b.codes, b.days, b.lengths, synthesize=True), b.labels, b.lengths,
-                                  cfg.lambda_s, cfg.lambda_d)
+        parts = meddiffusion_loss(model(b.codes, b.days, b.lengths, synthesize=True), b.labels, cfg.lambda_s,
+                                  cfg.lambda_d)
         opt.zero_grad()
         parts["loss"].backward()
         opt.step()
@@ -72,4 +72,4 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(entrypoint(main))

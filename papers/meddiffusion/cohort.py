@@ -34,6 +34,17 @@ class Vocabulary:
         return [self.index[c] for c in codes]
 
 
+def interleave_by_type(codes: Sequence[str]) -> list[str]:
+    """Round-robin over code types (the prefix before the first '_' or the first letter), each type in its given
+    order: a visit cut to its first k codes then keeps every type's share up to k / (number of types), with spare
+    slots going to the types that have more codes, instead of keeping whichever type sorts first."""
+    groups: dict[str, list[str]] = {}
+    for code in codes:
+        groups.setdefault(code.split("_", 1)[0] if "_" in code else code[:1], []).append(code)
+    columns = list(groups.values())
+    return [col[i] for i in range(max((len(c) for c in columns), default=0)) for col in columns if i < len(col)]
+
+
 @dataclasses.dataclass
 class Cohort:
     """One binary risk-prediction task: each patient's visits (code ids), visit dates, index date and label."""
@@ -89,7 +100,8 @@ class PaddedBatch:
 
 
 def pad_cohort(cohort: Cohort, max_visits: int, max_codes: int) -> PaddedBatch:
-    """Keep each patient's last ``max_visits`` visits and each visit's first ``max_codes`` codes, visits left-aligned.
+    """Keep each patient's last ``max_visits`` visits and each visit's first ``max_codes`` codes (loaders order a
+    visit's codes with ``interleave_by_type``), visits left-aligned.
 
     Time feature: days from each visit to the patient's last input visit (so nothing about the index date leaks).
     """

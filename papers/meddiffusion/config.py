@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from papers.meddiffusion.eunomia import NEGATIVE_INDEX
-from papers.meddiffusion.models import ATTENTION, ATTENTION_INPUT, MODELS
+from papers.meddiffusion.models import ATTENTION, ATTENTION_INPUT, AUGMENTERS, MODELS, STRUCTURES
 from papers.meddiffusion.variants import VARIANTS
 
 DATASETS = {"eunomia": ("gi_bleed",), "mimic3": ("mortality", "heart_failure")}
@@ -15,7 +15,7 @@ DATASETS = {"eunomia": ("gi_bleed",), "mimic3": ("mortality", "heart_failure")}
 class Config:
     # data
     dataset: str = "eunomia"  # eunomia (synthetic OMOP, GI bleed) | mimic3 (demo subset or $MIMIC3_DIR)
-    task: str = "gi_bleed"  # eunomia: gi_bleed; mimic3: mortality | heart_failure
+    task: str = "gi_bleed"  # eunomia: gi_bleed; mimic3: mortality | heart_failure (new onset)
     data_root: str = ""  # MIMIC-III folder or Eunomia DuckDB folder; "" = the shared.data default
     negative_index: str = "matched"  # eunomia negatives' index date: matched | random_visit (see eunomia.py)
     min_visits: int = 2  # visits required before the index date
@@ -27,9 +27,12 @@ class Config:
     train_fraction: float = 1.0  # share of the training patients used (scarce-data curve)
     # model
     model: str = "meddiffusion"  # meddiffusion | lstm | gru | transformer | retain | dipole
-    augment: bool = True  # diffusion augmentation in training (Sec. 3.3)
+    augment: bool = True  # augmentation in training (Sec. 3.3)
+    augmenter: str = "diffusion"  # diffusion (MedDiffusion's) | gan (the medGAN-style baseline)
+    structure: str = "official"  # MedDiffusion only: official (plain LSTM predicts; attention feeds the augmenter)
+    #                              | attended (the attended sequence feeds the predicting LSTM)
     attention: str = "stepwise"  # stepwise | fixed | none (MedDiffusion only; ablations)
-    attention_input: str = "per_visit"  # per_visit (the paper) | first_visit (the official code)
+    attention_input: str = "per_visit"  # per_visit (the paper's e_k) | first_visit (the official code's e_0)
     embed_dim: int = 256
     hidden_dim: int = 256
     denoiser_channels: int = 64
@@ -44,10 +47,13 @@ class Config:
     epochs: int = 30
     batch_size: int = 32
     lr: float = 1e-3
+    optimizer: str = "adam"  # adam (official: L2 decay) | adamw (decoupled); biases and norms never decayed
     weight_decay: float = 1e-3
+    balanced: bool = False  # official option: training batches of 25% positives (BalancedBatchSampler)
     grad_clip: float = 1.0
     patience: int = 10  # early stopping on validation F1
     threads: int = 0  # torch CPU threads; 0 = torch's default
+    bootstrap_resamples: int = 1000  # test-set bootstrap for the 95% intervals
     # reproduction (reproduce.py)
     seeds: list[int] = dataclasses.field(default_factory=lambda: [1234, 2345, 3456])
     variants: list[str] = dataclasses.field(default_factory=lambda: ["MedDiffusion"])
@@ -61,6 +67,12 @@ class Config:
             raise ValueError(f"dataset {self.dataset} has tasks {DATASETS[self.dataset]}, not {self.task!r}")
         if self.model not in MODELS:
             raise ValueError(f"unknown model {self.model!r}; choose one of {MODELS}")
+        if self.structure not in STRUCTURES or self.augmenter not in AUGMENTERS:
+            raise ValueError(f"structure must be one of {STRUCTURES} and augmenter one of {AUGMENTERS}")
+        if self.optimizer not in ("adam", "adamw"):
+            raise ValueError(f"optimizer must be adam or adamw, got {self.optimizer!r}")
+        if self.balanced and not 1 <= int(self.batch_size * 0.25) < self.batch_size:
+            raise ValueError(f"balanced batches need batch_size >= 4, got {self.batch_size}")
         if self.attention not in ATTENTION or self.attention_input not in ATTENTION_INPUT:
             raise ValueError(f"attention must be one of {ATTENTION}, attention_input one of {ATTENTION_INPUT}")
         if self.negative_index not in NEGATIVE_INDEX:
@@ -70,7 +82,7 @@ class Config:
             raise ValueError(f"unknown variant(s) {unknown}; known: {list(VARIANTS)}")
         if self.max_visits < 2 or self.max_visits % 2:
             raise ValueError(f"max_visits must be even and >= 2, got {self.max_visits}")
-        for name in ("max_codes", "embed_dim", "hidden_dim", "epochs", "batch_size", "diffusion_steps", "patience"):
+        for name in ("bootstrap_resamples", "max_codes", "embed_dim", "hidden_dim", "epochs", "batch_size", "diffusion_steps", "patience"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if self.denoiser_channels % 8 or self.denoiser_channels <= 0:

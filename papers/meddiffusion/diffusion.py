@@ -7,6 +7,8 @@ import math
 import torch
 from torch import nn
 
+from papers.meddiffusion.masks import masked_mse
+
 
 def linear_betas(steps: int, beta_start: float, beta_end: float) -> torch.Tensor:
     """beta_1..beta_T evenly spaced (DDPM's linear schedule, as the official code uses)."""
@@ -24,7 +26,7 @@ def q_sample(x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor, alphas_cump
 def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
     """Sinusoidal embedding of integer timesteps, (B,) -> (B, dim)."""
     half = dim // 2
-    freqs = torch.exp(-math.log(10_000.0) * torch.arange(half, dtype=torch.float32) / half)
+    freqs = torch.exp(-math.log(10_000.0) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
     angles = t.float()[:, None] * freqs[None]
     return torch.cat([angles.sin(), angles.cos()], dim=1)
 
@@ -74,7 +76,7 @@ class VisitUNet(nn.Module):
 
 class DiffusionAugmenter(nn.Module):
     """Training-time augmentation (Sec. 3.3): noise E_bar at one random t per patient, predict the noise, and return
-    the synthetic sequence E_hat = E_bar + (eps - eps_hat) together with eps and eps_hat for the MSE term."""
+    the synthetic sequence E_hat = E_bar + (eps - eps_hat) and the noise MSE over real visits (``mse_noise``)."""
 
     def __init__(self, embed_dim: int, channels: int, steps: int, beta_start: float, beta_end: float) -> None:
         super().__init__()
@@ -82,8 +84,13 @@ class DiffusionAugmenter(nn.Module):
         self.register_buffer("alphas_cumprod", torch.cumprod(1 - linear_betas(steps, beta_start, beta_end), 0).float())
         self.denoiser = VisitUNet(embed_dim, channels)
 
-    def forward(self, e_bar: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def sample(self, e_bar: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """E_hat, eps and eps_hat for one random t per patient."""
         t = torch.randint(0, self.steps, (e_bar.shape[0],), device=e_bar.device)
         noise = torch.randn_like(e_bar)
         eps_hat = self.denoiser(q_sample(e_bar, t, noise, self.alphas_cumprod), t)
         return e_bar + (noise - eps_hat), noise, eps_hat
+
+    def forward(self, e_bar: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        e_hat, noise, eps_hat = self.sample(e_bar)
+        return e_hat, {"mse_noise": masked_mse(eps_hat, noise, lengths)}  # the paper's L_D (noise MSE)

@@ -1,8 +1,12 @@
-"""MIMIC-III visit sequences from the standard tables, with next-admission mortality and heart-failure labels.
+"""MIMIC-III visit sequences from the standard tables, with next-admission mortality and new-onset heart failure.
 
 Each patient with at least ``min_visits + 1`` admissions gives one sample: the input is every admission but the
-last (diagnoses, procedures, prescriptions), the label comes from the last one. Works on the demo subset and on a
-credentialed copy (``data_root`` or $MIMIC3_DIR).
+last (diagnoses, procedures, prescriptions), the label comes from the last one. ``heart_failure`` is NEW ONSET:
+patients with an ICD-9 428.* diagnosis in any input admission are left out, so a positive is a first HF
+diagnosis in the last admission. A visit's codes keep their recorded order within each type (diagnoses and
+procedures by SEQ_NUM, drugs by start date and row) and are interleaved across types, so the per-visit cap
+(``max_codes``) treats the three types alike. Works on the demo subset and on a credentialed copy
+(``data_root`` or $MIMIC3_DIR).
 """
 
 from __future__ import annotations
@@ -10,14 +14,14 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from papers.meddiffusion.cohort import Cohort, Vocabulary
+from papers.meddiffusion.cohort import Cohort, Vocabulary, interleave_by_type
 
 TASKS = ("mortality", "heart_failure")
 REQUIRED_COLUMNS = {
     "ADMISSIONS": ("SUBJECT_ID", "HADM_ID", "ADMITTIME", "HOSPITAL_EXPIRE_FLAG"),
-    "DIAGNOSES_ICD": ("HADM_ID", "ICD9_CODE"),
-    "PROCEDURES_ICD": ("HADM_ID", "ICD9_CODE"),
-    "PRESCRIPTIONS": ("HADM_ID", "NDC"),
+    "DIAGNOSES_ICD": ("HADM_ID", "SEQ_NUM", "ICD9_CODE"),
+    "PROCEDURES_ICD": ("HADM_ID", "SEQ_NUM", "ICD9_CODE"),
+    "PRESCRIPTIONS": ("HADM_ID", "STARTDATE", "NDC"),
 }
 
 
@@ -36,19 +40,24 @@ def check_tables(tables: dict[str, pd.DataFrame]) -> None:
 
 
 def admission_codes(tables: dict[str, pd.DataFrame]) -> dict[int, list[str]]:
-    """HADM_ID -> its codes: 'D_<icd9>' diagnoses, 'P_<icd9>' procedures, 'M_<ndc>' drugs (NDC 0 dropped)."""
+    """HADM_ID -> its codes: 'D_<icd9>' diagnoses, 'P_<icd9>' procedures, 'M_<ndc>' drugs (NDC 0 dropped), each type
+    in recorded order (first occurrence kept), then interleaved across types (``interleave_by_type``)."""
     parts = []
-    for table, prefix, column in (("DIAGNOSES_ICD", "D_", "ICD9_CODE"), ("PROCEDURES_ICD", "P_", "ICD9_CODE"),
-                                  ("PRESCRIPTIONS", "M_", "NDC")):
-        frame = tables[table][["HADM_ID", column]].dropna()
+    for table, prefix, column, order in (("DIAGNOSES_ICD", "D_", "ICD9_CODE", "SEQ_NUM"),
+                                         ("PROCEDURES_ICD", "P_", "ICD9_CODE", "SEQ_NUM"),
+                                         ("PRESCRIPTIONS", "M_", "NDC", "STARTDATE")):
+        frame = tables[table].dropna(subset=["HADM_ID", column]).reset_index(drop=True)
         values = frame[column]
         if column == "NDC":
             values = pd.to_numeric(values, errors="coerce")
             frame, values = frame[values > 0], values[values > 0]
             values = values.astype(np.int64).astype(str)
-        parts.append(pd.DataFrame({"HADM_ID": frame["HADM_ID"].astype(np.int64), "code": prefix + values.astype(str)}))
-    codes = pd.concat(parts).drop_duplicates()
-    return {int(h): sorted(g) for h, g in codes.groupby("HADM_ID")["code"]}
+        key = pd.to_datetime(frame[order]) if order == "STARTDATE" else pd.to_numeric(frame[order], errors="coerce")
+        part = pd.DataFrame({"HADM_ID": frame["HADM_ID"].astype(np.int64), "code": prefix + values.astype(str),
+                             "key": key, "row": frame.index})
+        parts.append(part.sort_values(["HADM_ID", "key", "row"], kind="stable", na_position="last"))
+    codes = pd.concat(parts).drop_duplicates(["HADM_ID", "code"])
+    return {int(h): interleave_by_type(list(g)) for h, g in codes.groupby("HADM_ID", sort=False)["code"]}
 
 
 def heart_failure_admissions(tables: dict[str, pd.DataFrame]) -> set[int]:
@@ -58,7 +67,8 @@ def heart_failure_admissions(tables: dict[str, pd.DataFrame]) -> set[int]:
 
 
 def build_mimic3_cohort(tables: dict[str, pd.DataFrame], task: str = "mortality", min_visits: int = 1) -> Cohort:
-    """One sample per patient with >= ``min_visits`` admissions before the last; label from the last admission."""
+    """One sample per patient with >= ``min_visits`` admissions before the last; label from the last admission
+    (``heart_failure``: new onset only, patients with HF in an input admission are dropped)."""
     if task not in TASKS:
         raise ValueError(f"unknown MIMIC-III task {task!r}; choose one of {TASKS}")
     check_tables(tables)
@@ -73,6 +83,8 @@ def build_mimic3_cohort(tables: dict[str, pd.DataFrame], task: str = "mortality"
         if len(group) < min_visits + 1:
             continue
         history, target = group.iloc[:-1], group.iloc[-1]
+        if task == "heart_failure" and hf.intersection(history["HADM_ID"].astype(np.int64)):
+            continue  # prevalent HF: not at risk of a first diagnosis
         ids.append(int(subject))
         visits.append([vocab.encode(codes.get(int(h), [])) for h in history["HADM_ID"]])
         dates.append(history["ADMITTIME"].to_numpy().astype("datetime64[D]"))

@@ -1,8 +1,9 @@
 """MedDiffusion (Sec. 3) and the baselines, all as: visit encoder -> sequence model -> shared classifier head.
 
-Every sequence model maps visit embeddings (B, T, d) and lengths (B,) to a patient vector. With augmentation on,
-the diffusion module turns the sequence the model attends over (E_bar for MedDiffusion, E for baselines) into a
-synthetic sequence that goes through the SAME sequence model and classifier (Sec. 3.4).
+Every sequence model maps visit embeddings (B, T, d) and lengths (B,) to a patient vector and the sequence that
+the augmenter works on (E_bar for MedDiffusion, E for baselines). With augmentation on, the augmenter (diffusion,
+or the medGAN-style GAN baseline) turns that sequence into a synthetic one that goes through the SAME sequence
+model and classifier (Sec. 3.4).
 """
 
 from __future__ import annotations
@@ -12,20 +13,14 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from papers.meddiffusion.diffusion import DiffusionAugmenter
+from papers.meddiffusion.gan import MedGANAugmenter
+from papers.meddiffusion.masks import last_valid, valid_mask
 
 MODELS = ("meddiffusion", "lstm", "gru", "transformer", "retain", "dipole")
 ATTENTION = ("stepwise", "fixed", "none")
 ATTENTION_INPUT = ("per_visit", "first_visit")
-
-
-def last_valid(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """x[b, lengths[b] - 1] for (B, T, H) x."""
-    return x[torch.arange(x.shape[0]), lengths - 1]
-
-
-def valid_mask(lengths: torch.Tensor, steps: int) -> torch.Tensor:
-    """(B, T) boolean, True on real visits."""
-    return torch.arange(steps)[None, :] < lengths[:, None]
+STRUCTURES = ("official", "attended")
+AUGMENTERS = ("diffusion", "gan")
 
 
 class VisitEncoder(nn.Module):
@@ -45,35 +40,81 @@ class VisitEncoder(nn.Module):
         return emb.sum(dim=2) + self.time_up(time_feature)
 
 
-class StepwiseAttentionLSTM(nn.Module):
-    """LSTM whose input at step k mixes e_k with the previous hidden state (Sec. 3.2, step-wise attention):
-    e_bar_k = a1 e_k + a2 W_hk h_{k-1},  [a1, a2] = softmax(W2 tanh(W1 [e_k ; W_hk h_{k-1}])),  e_bar_0 = e_0.
+class StepAttention(nn.Module):
+    """Step-wise attention (Sec. 3.2): e_bar_k = a1 e_k + a2 W_hk h_{k-1},
+    [a1, a2] = softmax(W2 tanh(W1 [e_k ; W_hk h_{k-1}])). ``'fixed'`` uses a1 = a2 = 0.5 (an ablation)."""
 
-    ``attention='fixed'`` uses a1 = a2 = 0.5, ``'none'`` uses e_bar = e (the ablations); ``attention_input=
-    'first_visit'`` feeds e_0 in place of e_k at every step, as the official code does.
+    def __init__(self, embed_dim: int, hidden_dim: int, attention: str = "stepwise", attn_dim: int = 64) -> None:
+        super().__init__()
+        if attention not in ATTENTION:
+            raise ValueError(f"attention must be one of {ATTENTION}, got {attention!r}")
+        self.attention = attention
+        self.w_hk = nn.Linear(hidden_dim, embed_dim, bias=False)
+        self.w1 = nn.Linear(2 * embed_dim, attn_dim)
+        self.w2 = nn.Linear(attn_dim, 2)
+
+    def forward(self, e_k: torch.Tensor, h_prev: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """e_bar_k and [a1, a2] for (..., d) e_k and (..., H) h_{k-1}."""
+        projected = self.w_hk(h_prev)
+        if self.attention == "fixed":
+            weights = torch.full((*e_k.shape[:-1], 2), 0.5, dtype=e_k.dtype, device=e_k.device)
+        else:
+            weights = torch.softmax(self.w2(torch.tanh(self.w1(torch.cat([e_k, projected], dim=-1)))), dim=-1)
+        return weights[..., :1] * e_k + weights[..., 1:] * projected, weights
+
+
+def _check_attention(attention: str, attention_input: str) -> None:
+    if attention not in ATTENTION or attention_input not in ATTENTION_INPUT:
+        raise ValueError(f"attention must be one of {ATTENTION} and attention_input one of {ATTENTION_INPUT}")
+
+
+class OfficialMedDiffusion(nn.Module):
+    """MedDiffusion as the official code wires it (``models/ab_LSTM_ddim.py``): the prediction comes from a plain
+    LSTM over the visit embeddings E; step-wise attention mixes e_k with W_hk h_{k-1} of that LSTM into E_bar,
+    which only feeds the augmenter; the synthetic E_hat goes through the same plain LSTM.
+
+    ``attention='none'`` gives E_bar = E, ``'fixed'`` a1 = a2 = 0.5 (the ablations); ``attention_input=
+    'first_visit'`` mixes e_0 in place of e_k for k >= 1, as the official code does.
     """
 
     def __init__(self, embed_dim: int, hidden_dim: int, attention: str = "stepwise",
                  attention_input: str = "per_visit", attn_dim: int = 64) -> None:
         super().__init__()
-        if attention not in ATTENTION or attention_input not in ATTENTION_INPUT:
-            raise ValueError(f"attention must be one of {ATTENTION} and attention_input one of {ATTENTION_INPUT}")
+        _check_attention(attention, attention_input)
+        self.attention, self.attention_input = attention, attention_input
+        self.rnn = nn.LSTM(embed_dim, hidden_dim, batch_first=True)
+        self.mixer = StepAttention(embed_dim, hidden_dim, attention, attn_dim) if attention != "none" else None
+        self.out_dim = hidden_dim
+        self.last_weights: torch.Tensor | None = None  # (B, T - 1, 2) attention weights of the last forward pass
+
+    def forward(self, e: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        hidden = self.rnn(e)[0]
+        if self.mixer is None or e.shape[1] == 1:
+            return last_valid(hidden, lengths), e
+        source = e[:, :1].expand_as(e) if self.attention_input == "first_visit" else e
+        mixed, weights = self.mixer(source[:, 1:], hidden[:, :-1])  # e_bar_k from e_k and h_{k-1}, k >= 1
+        self.last_weights = weights.detach()
+        return last_valid(hidden, lengths), torch.cat([e[:, :1], mixed], dim=1)  # e_bar_0 = e_0
+
+    def synthetic(self, e_hat: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        return last_valid(self.rnn(e_hat)[0], lengths)
+
+
+class StepwiseAttentionLSTM(nn.Module):
+    """The ``structure: attended`` variant (not the official wiring): the attended sequence E_bar is what the
+    predicting LSTM cell reads, step by step, with e_bar_k mixing e_k and W_hk h_{k-1} of this same cell.
+    ``attention_input='first_visit'`` feeds e_0 in place of e_k at every step.
+    """
+
+    def __init__(self, embed_dim: int, hidden_dim: int, attention: str = "stepwise",
+                 attention_input: str = "per_visit", attn_dim: int = 64) -> None:
+        super().__init__()
+        _check_attention(attention, attention_input)
         self.attention, self.attention_input = attention, attention_input
         self.cell = nn.LSTMCell(embed_dim, hidden_dim)
-        self.w_hk = nn.Linear(hidden_dim, embed_dim, bias=False)
-        self.w1 = nn.Linear(2 * embed_dim, attn_dim)
-        self.w2 = nn.Linear(attn_dim, 2)
+        self.mixer = StepAttention(embed_dim, hidden_dim, "fixed" if attention == "fixed" else "stepwise", attn_dim)
         self.out_dim = hidden_dim
-        self.last_weights: torch.Tensor | None = None  # (B, T, 2) attention weights of the last forward pass
-
-    def mix(self, e_k: torch.Tensor, h_prev: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """e_bar_k and [a1, a2] for one step."""
-        projected = self.w_hk(h_prev)
-        if self.attention == "fixed":
-            weights = torch.full((e_k.shape[0], 2), 0.5, dtype=e_k.dtype)
-        else:
-            weights = torch.softmax(self.w2(torch.tanh(self.w1(torch.cat([e_k, projected], dim=-1)))), dim=-1)
-        return weights[:, :1] * e_k + weights[:, 1:] * projected, weights
+        self.last_weights: torch.Tensor | None = None  # (B, T - 1, 2) attention weights of the last forward pass
 
     def run(self, e: torch.Tensor, attend: bool) -> tuple[torch.Tensor, torch.Tensor]:
         """Hidden states (B, T, H) and the sequence actually fed to the cell (B, T, d)."""
@@ -84,7 +125,7 @@ class StepwiseAttentionLSTM(nn.Module):
         for k in range(steps):
             e_k = e[:, 0] if (self.attention_input == "first_visit" and k > 0) else e[:, k]
             if attend and self.attention != "none" and k > 0:
-                e_k, w = self.mix(e_k, h)
+                e_k, w = self.mixer(e_k, h)
                 weights.append(w)
             h, c = self.cell(e_k, (h, c))
             hidden.append(h)
@@ -144,7 +185,7 @@ def packed_rnn(rnn: nn.RNNBase, x: torch.Tensor, lengths: torch.Tensor) -> torch
 
 def reverse_valid(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     """Reverse each sequence's real visits in time, leaving the padding at the end."""
-    steps = torch.arange(x.shape[1])[None, :]
+    steps = torch.arange(x.shape[1], device=x.device)[None, :]
     idx = torch.where(steps < lengths[:, None], lengths[:, None] - 1 - steps, steps)
     return x.gather(1, idx.unsqueeze(-1).expand_as(x))
 
@@ -216,13 +257,17 @@ class RiskModel(nn.Module):
     def __init__(self, vocab_size: int, model: str, embed_dim: int, hidden_dim: int, max_visits: int,
                  dropout: float = 0.1, augment: bool = True, attention: str = "stepwise",
                  attention_input: str = "per_visit", denoiser_channels: int = 64, diffusion_steps: int = 1000,
-                 beta_start: float = 1e-4, beta_end: float = 0.02, time_dim: int = 64) -> None:
+                 beta_start: float = 1e-4, beta_end: float = 0.02, time_dim: int = 64, structure: str = "official",
+                 augmenter: str = "diffusion") -> None:
         super().__init__()
         if model not in MODELS:
             raise ValueError(f"unknown model {model!r}; choose one of {MODELS}")
+        if structure not in STRUCTURES or augmenter not in AUGMENTERS:
+            raise ValueError(f"structure must be one of {STRUCTURES} and augmenter one of {AUGMENTERS}")
         self.encoder = VisitEncoder(vocab_size, embed_dim, time_dim, dropout)
         if model == "meddiffusion":
-            self.sequence: nn.Module = StepwiseAttentionLSTM(embed_dim, hidden_dim, attention, attention_input)
+            kind = OfficialMedDiffusion if structure == "official" else StepwiseAttentionLSTM
+            self.sequence: nn.Module = kind(embed_dim, hidden_dim, attention, attention_input)
         elif model in ("lstm", "gru"):
             self.sequence = RecurrentBaseline(model, embed_dim, hidden_dim)
         elif model == "transformer":
@@ -232,29 +277,33 @@ class RiskModel(nn.Module):
         else:
             self.sequence = Dipole(embed_dim, hidden_dim)
         self.classifier = Classifier(self.sequence.out_dim, dropout)
-        self.augmenter = (DiffusionAugmenter(embed_dim, denoiser_channels, diffusion_steps, beta_start, beta_end)
-                          if augment else None)
+        self.augmenter: nn.Module | None = None
+        if augment and augmenter == "diffusion":
+            self.augmenter = DiffusionAugmenter(embed_dim, denoiser_channels, diffusion_steps, beta_start, beta_end)
+        elif augment:
+            self.augmenter = MedGANAugmenter(embed_dim, max_visits, dropout)
 
     def forward(self, codes: torch.Tensor, days: torch.Tensor, lengths: torch.Tensor,
                 synthesize: bool = False) -> dict[str, torch.Tensor]:
-        """Logits of the real sequence; with ``synthesize`` also those of the synthetic one and eps, eps_hat."""
+        """Logits of the real sequence; with ``synthesize`` also those of the synthetic one and the augmenter's
+        own loss terms (``mse_noise`` for diffusion, ``gan_*`` for the GAN)."""
         patient, e_bar = self.sequence(self.encoder(codes, days), lengths)
         out = {"logits": self.classifier(patient)}
         if synthesize and self.augmenter is not None:
-            e_hat, noise, eps_hat = self.augmenter(e_bar)
-            out.update(logits_synthetic=self.classifier(self.sequence.synthetic(e_hat, lengths)),
-                       noise=noise, noise_pred=eps_hat)
+            e_hat, aux = self.augmenter(e_bar, lengths)
+            out.update(logits_synthetic=self.classifier(self.sequence.synthetic(e_hat, lengths)), **aux)
         return out
 
 
-def meddiffusion_loss(out: dict[str, torch.Tensor], labels: torch.Tensor, lengths: torch.Tensor,
-                      lambda_s: float, lambda_d: float) -> dict[str, torch.Tensor]:
-    """L = CE(real) + lambda_S CE(synthetic, real label) + lambda_D MSE(eps_hat, eps) over real visits (Sec. 3.4)."""
+def meddiffusion_loss(out: dict[str, torch.Tensor], labels: torch.Tensor, lambda_s: float,
+                      lambda_d: float) -> dict[str, torch.Tensor]:
+    """L = CE(real) + lambda_S CE(synthetic, real label) + lambda_D MSE(eps_hat, eps) (Sec. 3.4, Eq. of the total
+    loss); for the GAN baseline the last term is its reconstruction + generator + discriminator losses (weight 1)."""
     ce_real = nn.functional.cross_entropy(out["logits"], labels)
     parts = {"ce_real": ce_real, "loss": ce_real}
     if "logits_synthetic" in out:
         ce_syn = nn.functional.cross_entropy(out["logits_synthetic"], labels)
-        mask = valid_mask(lengths, out["noise"].shape[1]).unsqueeze(-1).to(out["noise"].dtype)
-        mse = (((out["noise_pred"] - out["noise"]) ** 2) * mask).sum() / (mask.sum() * out["noise"].shape[-1])
-        parts.update(ce_synthetic=ce_syn, mse_noise=mse, loss=ce_real + lambda_s * ce_syn + lambda_d * mse)
+        aux = {k: v for k, v in out.items() if k == "mse_noise" or k.startswith("gan_")}
+        extra = sum(lambda_d * v if k == "mse_noise" else v for k, v in aux.items())
+        parts.update(ce_synthetic=ce_syn, **aux, loss=ce_real + lambda_s * ce_syn + extra)
     return parts

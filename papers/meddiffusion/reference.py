@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 from sklearn.linear_model import LogisticRegression
 
 from papers.meddiffusion.cohort import PaddedBatch
-from papers.meddiffusion.engine import Prepared, score, tuned_threshold
-from shared.metrics import cohen_kappa, f1
+from papers.meddiffusion.engine import Prepared, evaluate_predictions
 
 
 def code_counts(data: PaddedBatch, vocab_size: int) -> np.ndarray:
@@ -18,14 +19,12 @@ def code_counts(data: PaddedBatch, vocab_size: int) -> np.ndarray:
     return counts[:, 1:].numpy()
 
 
-def logistic_regression_reference(prepared: Prepared) -> dict[str, float]:
-    """Fit on the training patients, report test metrics like the neural runs (cut tuned on validation)."""
+def logistic_regression_reference(prepared: Prepared) -> tuple[dict[str, Any], dict[str, tuple[np.ndarray, np.ndarray]]]:
+    """Fit on the training patients; test metrics like the neural runs (cut tuned on validation) and the
+    validation/test (labels, probabilities)."""
     x = {s: code_counts(prepared.data.take(getattr(prepared.splits, s)), prepared.vocab_size)
          for s in ("train", "val", "test")}
     y = {s: prepared.data.labels[getattr(prepared.splits, s)].numpy() for s in ("train", "val", "test")}
     model = LogisticRegression(max_iter=5000).fit(np.log1p(x["train"]), y["train"])
-    probs = {s: model.predict_proba(np.log1p(x[s]))[:, 1] for s in ("val", "test")}
-    cut = tuned_threshold(y["val"], probs["val"])
-    pred = (probs["test"] >= cut).astype(int)
-    return {**{f"test_{k}": v for k, v in score(y["test"], probs["test"]).items()},
-            "test_f1_tuned": f1(y["test"], pred), "test_kappa_tuned": cohen_kappa(y["test"], pred), "epochs_run": 0}
+    probs = {s: (y[s], model.predict_proba(np.log1p(x[s]))[:, 1]) for s in ("val", "test")}
+    return {**evaluate_predictions(probs), "epochs_run": 0}, probs

@@ -1,6 +1,6 @@
 """Train one model: ``python -m papers.meddiffusion.train --config FILE --out DIR [key=value ...]``.
 
-Resumes from ``DIR/checkpoint.pt``; writes metrics.json (validation and test metrics of the epoch with the best
+Resumes from the latest checkpoint in ``DIR/checkpoints/``; writes metrics.json (validation and test metrics of the epoch with the best
 validation F1) and best_model.pt.
 """
 
@@ -10,7 +10,7 @@ from typing import Any
 
 from papers.meddiffusion.config import Config
 from papers.meddiffusion.engine import fit, load_cohort, prepare
-from shared.runs import load_config, parse_run_args
+from shared.runs import entrypoint, load_config, parse_run_args
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -22,4 +22,4 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(entrypoint(main))

@@ -1,9 +1,9 @@
 """Wall time and peak memory of each pruner, and perplexity-evaluation tokens/s.
 
 ``python -m papers.owl.bench --config FILE --out DIR [key=value ...]`` (uses the config's model, calibration set
-and sparsity; every pruner at uniform ratios) on the config's device. On CPU, memory is the peak resident set size
-above the level before the pruner ran, sampled every 20 ms; on CUDA it is the peak allocated GPU memory above the
-level before the pruner ran.
+and sparsity; every pruner at uniform ratios) on the config's device. Memory per pruner: the absolute peak resident
+set size of the process while it ran (sampled every 20 ms) and that peak minus the level before it; on CUDA also
+the absolute peak allocated GPU memory while it ran.
 """
 
 from __future__ import annotations
@@ -17,11 +17,12 @@ from typing import Any
 import torch
 
 from papers.owl.config import Config
-from papers.owl.models import DTYPES, load_model, model_device
+from papers.owl.models import DTYPES, load_model
+from papers.owl.offload import execution_device, streamed
 from papers.owl.pipeline import calibration_sequences, evaluation_tokens, prune
-from papers.owl.sequential import PRUNERS
+from papers.owl.sequential import PRUNERS, find_decoder_blocks
 from shared.accel import ThroughputMeter, Timer, peak_memory_bytes, seed_everything, set_torch_threads
-from shared.runs import load_config, parse_run_args
+from shared.runs import entrypoint, load_config, parse_run_args
 
 
 def _rss_bytes() -> int:
@@ -30,10 +31,10 @@ def _rss_bytes() -> int:
 
 
 class PeakRSS:
-    """Samples the resident set size in a thread; ``extra`` is the peak above the level at entry."""
+    """Samples the resident set size in a thread: ``peak`` (absolute) and ``extra`` (the peak above entry)."""
 
     def __init__(self, interval: float = 0.02) -> None:
-        self.interval, self.extra = interval, 0
+        self.interval, self.extra, self.peak = interval, 0, 0
         self._stop = threading.Event()
 
     def _sample(self) -> None:
@@ -50,7 +51,8 @@ class PeakRSS:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
-        self.extra = max(self._peak, _rss_bytes()) - self._base
+        self.peak = max(self._peak, _rss_bytes())
+        self.extra = self.peak - self._base
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -58,8 +60,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     cfg = load_config(Config, args.config, args.overrides)
     set_torch_threads(cfg.threads)
     seed_everything(cfg.seed)
-    model, tokenizer = load_model(cfg.model, cfg.seed, cfg.device, cfg.dtype)
-    device = model_device(model)
+    model, tokenizer = load_model(cfg.model, cfg.seed, cfg.device, cfg.dtype, cfg.offload)
+    device = execution_device(model)
     dense = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
     sequences = calibration_sequences(cfg, tokenizer)
     result: dict[str, Any] = {"device": str(device), "model": cfg.model, "sparsity": cfg.sparsity,
@@ -70,18 +72,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if device.type == "cuda":
             torch.cuda.synchronize(device)
             torch.cuda.reset_peak_memory_stats(device)
-            base = torch.cuda.memory_allocated(device)
         with PeakRSS() as mem, Timer() as timer:
             prune(model, cfg, pruner, cfg.sparsity, sequences)
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
-        extra = peak_memory_bytes(device) - base if device.type == "cuda" else mem.extra
-        result[pruner] = {"seconds": timer.seconds, "peak_extra_bytes": extra}
+        result[pruner] = {"seconds": timer.seconds, "peak_rss_bytes": mem.peak, "peak_rss_extra_bytes": mem.extra,
+                          "peak_gpu_memory_bytes": peak_memory_bytes(device) if device.type == "cuda" else 0}
     model.load_state_dict(dense)
     tokens = next(iter(evaluation_tokens(cfg, tokenizer).values()))
     windows = tokens[: tokens.numel() // cfg.eval_window * cfg.eval_window].view(-1, cfg.eval_window)
     meter = ThroughputMeter(warmup=1)
-    with torch.no_grad():
+    with torch.no_grad(), streamed(find_decoder_blocks(model), device):
         for window in (windows[0], *windows):  # the first pass is a warm-up
             model(window.reshape(1, -1).to(device)).logits.float()
             if device.type == "cuda":
@@ -98,4 +99,4 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(entrypoint(main))

@@ -28,12 +28,13 @@ def synthetic_text(name: str, n_chars: int, seed: int) -> str:
     return "".join(alphabet[out])
 
 
-def corpus_text(name: str, split: str, max_chars: int, seed: int = 0) -> str:
-    """The documents of one split joined by blank lines (as in the WikiText protocol), cut to ``max_chars``."""
+def corpus_text(name: str, split: str, max_chars: int | None, seed: int = 0) -> str:
+    """The documents of one split joined by blank lines (as in the WikiText protocol), cut to ``max_chars``
+    (None: all of them)."""
     if name not in CORPORA:
         raise ValueError(f"unknown corpus {name!r}; choose one of {CORPORA}")
     if name == "synthetic":
-        return synthetic_text(split, min(max_chars, SYNTHETIC_MAX_CHARS), seed)
+        return synthetic_text(split, min(max_chars or SYNTHETIC_MAX_CHARS, SYNTHETIC_MAX_CHARS), seed)
     if name in HF_CORPORA:
         return hf_corpus_text(name, split)[:max_chars]
     from shared.data import load
@@ -59,14 +60,20 @@ def hf_corpus_text(name: str, split: str) -> str:
     return "\n\n".join(ds["text"])
 
 
-def tokenize(text: str, tokenizer: object | None) -> torch.Tensor:
-    """Token ids (int64, 1-D); bytes when there is no tokenizer (the tiny byte-level models)."""
+def tokenize(text: str, tokenizer: object | None, bos: bool = False) -> torch.Tensor:
+    """Token ids (int64, 1-D); bytes when there is no tokenizer (the tiny byte-level models). ``bos`` puts the
+    tokenizer's BOS token first, once, as ``tokenizer(text)`` does for LLaMA in the official ``eval_ppl``."""
     if tokenizer is None:
         return torch.tensor(list(text.encode("utf-8")), dtype=torch.long)
-    return torch.tensor(tokenizer(text, add_special_tokens=False)["input_ids"], dtype=torch.long)
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    bos_id = getattr(tokenizer, "bos_token_id", None)
+    if bos and bos_id is not None:
+        ids = [bos_id, *ids]
+    return torch.tensor(ids, dtype=torch.long)
 
 
-def corpus_tokens(name: str, split: str, tokenizer: object | None, max_tokens: int, seed: int = 0) -> torch.Tensor:
-    """At most ``max_tokens`` tokens of a corpus split (about 6 characters per token are read)."""
-    ids = tokenize(corpus_text(name, split, max_chars=max_tokens * 6, seed=seed), tokenizer)
-    return ids[:max_tokens]
+def corpus_tokens(name: str, split: str, tokenizer: object | None, max_tokens: int, seed: int = 0,
+                  bos: bool = False) -> torch.Tensor:
+    """At most ``max_tokens`` tokens of a corpus split (about 6 characters per token are read); 0: the whole split."""
+    ids = tokenize(corpus_text(name, split, max_chars=max_tokens * 6 or None, seed=seed), tokenizer, bos)
+    return ids[:max_tokens] if max_tokens else ids

@@ -8,31 +8,35 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from transformers import AutoModelForCausalLM
-
 from papers.owl.config import Config
-from papers.owl.models import DTYPES, load_model, model_device
-from papers.owl.pipeline import evaluation_tokens, perplexities, write_json
-from papers.owl.sequential import overall_sparsity
+from papers.owl.export import load_pruned
+from papers.owl.models import DTYPES, load_model
+from papers.owl.offload import execution_device, offload_blocks
+from papers.owl.pipeline import evaluation_tokens, perplexities, sparsity_columns, write_json
+from papers.owl.sequential import find_decoder_blocks
 from shared.accel import set_torch_threads
-from shared.runs import load_config, parse_run_args
+from shared.runs import entrypoint, load_config, parse_run_args
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
     args = parse_run_args(argv, __doc__)
     cfg = load_config(Config, args.config, args.overrides)
     set_torch_threads(cfg.threads)
-    model, tokenizer = load_model(cfg.model, cfg.seed, cfg.device, cfg.dtype)
+    model, tokenizer = load_model(cfg.model, cfg.seed, cfg.device, cfg.dtype, cfg.offload)
     if cfg.method != "dense":
-        saved = f"{args.out}/pruned_model"
-        try:
-            pruned = AutoModelForCausalLM.from_pretrained(saved, dtype=DTYPES[cfg.dtype])
-            model = pruned.to(model_device(model)).eval()
-        except OSError as err:
-            raise FileNotFoundError(f"no pruned model at {saved}: run papers.owl.train with save_model=true first") from err
-    tokens = evaluation_tokens(cfg, tokenizer)
-    metrics = {**perplexities(model, tokens, cfg.eval_window, cfg.progress), "overall_sparsity": overall_sparsity(model),
-               "eval_tokens": int(sum(t.numel() for t in tokens.values()))}
+        saved = Path(args.out, "pruned_model")
+        if not (saved / "config.json").is_file():
+            raise FileNotFoundError(f"no pruned model at {saved}: run papers.owl.train with save_model=true first")
+        device = execution_device(model)
+        offloaded = next(find_decoder_blocks(model).parameters()).device != device
+        model = load_pruned(saved, DTYPES[cfg.dtype])
+        if offloaded:
+            offload_blocks(model, find_decoder_blocks(model), device)
+        else:
+            model = model.to(device)
+    tokens = evaluation_tokens(cfg, tokenizer, "test")
+    metrics = {**perplexities(model, tokens, cfg.eval_window, cfg.progress), **sparsity_columns(model),
+               "eval_tokens": {name: int(t.numel()) for name, t in tokens.items()}}
     Path(args.out).mkdir(parents=True, exist_ok=True)
     write_json(Path(args.out, "eval.json"), metrics)
     print(metrics)
@@ -40,4 +44,4 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(entrypoint(main))

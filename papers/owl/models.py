@@ -1,26 +1,34 @@
-"""The language models OWL prunes: SmolLM2 (GGUF dequantised once to float32) and tiny random LLaMA / OPT models."""
+"""The language models OWL prunes: SmolLM2 (GGUF dequantised once to float32), any hub/local causal LM, tiny
+random models of five families (tests and smoke runs) and a random LLaMA-7B-shaped model (GPU check)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import torch
-from torch import nn
 from transformers import (
     AutoTokenizer,
+    GPTNeoXConfig,
+    GPTNeoXForCausalLM,
     LlamaConfig,
     LlamaForCausalLM,
+    MistralConfig,
+    MistralForCausalLM,
     OPTConfig,
     OPTForCausalLM,
     PreTrainedModel,
+    Qwen2Config,
+    Qwen2ForCausalLM,
 )
 
+from papers.owl.offload import offload_blocks, should_offload
 from shared.accel import pick_device
 from shared.data import data_home, load
 
 SMOLLM2 = "smollm2_135m_instruct"
-TINY_MODELS = ("tiny_llama", "tiny_opt")
-MODELS = (SMOLLM2, *TINY_MODELS)
+TINY_MODELS = ("tiny_llama", "tiny_opt", "tiny_mistral", "tiny_qwen2", "tiny_gptneox")
+RANDOM_LLAMA7B = "random_llama7b"  # LLaMA-7B's shape, random weights: the GPU check where no weights are available
+MODELS = (SMOLLM2, *TINY_MODELS, RANDOM_LLAMA7B)
 HF_PREFIX = "hf:"  # hf:<hub id or local folder>, e.g. hf:huggyllama/llama-7b for the paper's model
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -86,21 +94,34 @@ def load_smollm2() -> tuple[PreTrainedModel, object]:
 
 
 def tiny_model(name: str, seed: int = 0) -> PreTrainedModel:
-    """A randomly initialised 4-block LLaMA or OPT over a byte vocabulary (no download)."""
+    """A randomly initialised 4-block model of one family over a byte vocabulary (no download)."""
     torch.manual_seed(seed)
+    common = dict(vocab_size=TINY_VOCAB, hidden_size=64, num_hidden_layers=4, num_attention_heads=4,
+                  max_position_embeddings=256)
     if name == "tiny_llama":
-        config = LlamaConfig(
-            vocab_size=TINY_VOCAB, hidden_size=64, intermediate_size=128, num_hidden_layers=4,
-            num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
-        )
-        return LlamaForCausalLM(config).eval()
+        return LlamaForCausalLM(LlamaConfig(**common, intermediate_size=128, num_key_value_heads=2)).eval()
+    if name == "tiny_mistral":  # sliding-window attention
+        config = MistralConfig(**common, intermediate_size=128, num_key_value_heads=2, sliding_window=32)
+        return MistralForCausalLM(config).eval()
+    if name == "tiny_qwen2":  # biases on q/k/v
+        return Qwen2ForCausalLM(Qwen2Config(**common, intermediate_size=128, num_key_value_heads=2)).eval()
+    if name == "tiny_gptneox":  # fused query_key_value, parallel residual
+        return GPTNeoXForCausalLM(GPTNeoXConfig(**common, intermediate_size=128)).eval()
     if name == "tiny_opt":
-        config = OPTConfig(
-            vocab_size=TINY_VOCAB, hidden_size=64, ffn_dim=128, num_hidden_layers=4, num_attention_heads=4,
-            word_embed_proj_dim=64, max_position_embeddings=256, pad_token_id=0, bos_token_id=1, eos_token_id=2,
-        )
+        config = OPTConfig(**common, ffn_dim=128, word_embed_proj_dim=64, pad_token_id=0, bos_token_id=1,
+                           eos_token_id=2)
         return OPTForCausalLM(config).eval()
     raise ValueError(f"unknown tiny model {name!r}; choose one of {TINY_MODELS}")
+
+
+def random_llama7b(device: torch.device, dtype: torch.dtype, seed: int = 0) -> PreTrainedModel:
+    """LLaMA-7B's architecture (32 blocks, hidden 4096, MLP 11008, vocab 32000) with random weights, built on
+    ``device`` in ``dtype`` (6.7e9 parameters: 13.5 GB in float16)."""
+    torch.manual_seed(seed)
+    config = LlamaConfig(vocab_size=32000, hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,
+                         num_attention_heads=32, max_position_embeddings=2048)
+    with torch.device(device):
+        return LlamaForCausalLM._from_config(config, torch_dtype=dtype).eval()
 
 
 def resolve_device(device: str) -> torch.device:
@@ -108,9 +129,10 @@ def resolve_device(device: str) -> torch.device:
     return pick_device("cpu" if device == "auto" and not torch.cuda.is_available() else device)
 
 
-def load_model(name: str, seed: int = 0, device: str = "cpu",
-               dtype: str = "float32") -> tuple[PreTrainedModel, object | None]:
-    """A model on ``device`` in ``dtype`` and its tokenizer (None for the byte-level tiny models)."""
+def load_model(name: str, seed: int = 0, device: str = "cpu", dtype: str = "float32",
+               offload: str = "never") -> tuple[PreTrainedModel, object | None]:
+    """A model in ``dtype`` on ``device`` and its tokenizer (None for the byte-level models). With offloading
+    (``offload``: always / never / auto = 7B+ on CUDA) the decoder blocks stay on the CPU and the rest on ``device``."""
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {tuple(DTYPES)}, got {dtype!r}")
     target = resolve_device(device)
@@ -118,13 +140,16 @@ def load_model(name: str, seed: int = 0, device: str = "cpu",
         model, tokenizer = load_smollm2()
     elif name in TINY_MODELS:
         model, tokenizer = tiny_model(name, seed), None
+    elif name == RANDOM_LLAMA7B:
+        model, tokenizer = random_llama7b(target, DTYPES[dtype], seed), None
     elif is_known_model(name):
         model, tokenizer = load_hf_model(name.removeprefix(HF_PREFIX), DTYPES[dtype])
     else:
         raise ValueError(f"unknown model {name!r}; choose one of {MODELS} or {HF_PREFIX}<hub id or folder>")
-    return model.to(device=target, dtype=DTYPES[dtype]), tokenizer
+    model = model.to(dtype=DTYPES[dtype])
+    if should_offload(model, target, offload):
+        from papers.owl.sequential import find_decoder_blocks
 
-
-def model_device(model: nn.Module) -> torch.device:
-    """The device a model's weights live on (all of them: the pipeline keeps a model on one device)."""
-    return next(model.parameters()).device
+        offload_blocks(model, find_decoder_blocks(model), target)
+        return model, tokenizer
+    return model.to(device=target), tokenizer

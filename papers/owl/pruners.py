@@ -19,16 +19,32 @@ def parse_sparsity_type(sparsity_type: str) -> tuple[int, int] | None:
     return n, m
 
 
+TIE_BREAKS = ("stable", "topk")
+
+
 def check_sparsity(sparsity: float) -> None:
     if not 0.0 <= sparsity < 1.0:
         raise ValueError(f"sparsity must lie in [0, 1), got {sparsity}")
 
 
-def _lowest_per_row(scores: torch.Tensor, count: int) -> torch.Tensor:
+def _lowest(scores: torch.Tensor, count: int, tie_break: str = "stable") -> torch.Tensor:
+    """Indices of the ``count`` lowest scores along the last dim.
+
+    ``stable``: a stable ascending sort, so tied scores go in index order (the official Wanda/OWL
+    ``torch.sort(..., stable=True)``); ``topk``: ``torch.topk``, whose order among ties is unspecified.
+    """
+    if tie_break == "stable":
+        return torch.sort(scores, dim=-1, stable=True).indices[..., :count]
+    if tie_break == "topk":
+        return torch.topk(scores, count, dim=-1, largest=False).indices
+    raise ValueError(f"tie_break must be one of {TIE_BREAKS}, got {tie_break!r}")
+
+
+def _lowest_per_row(scores: torch.Tensor, count: int, tie_break: str = "stable") -> torch.Tensor:
     """Boolean mask marking the ``count`` lowest scores of every row."""
     mask = torch.zeros_like(scores, dtype=torch.bool)
     if count > 0:
-        mask.scatter_(1, torch.topk(scores, count, dim=1, largest=False).indices, True)
+        mask.scatter_(1, _lowest(scores, count, tie_break), True)
     return mask
 
 
@@ -38,7 +54,7 @@ def nm_mask(scores: torch.Tensor, n: int, m: int) -> torch.Tensor:
     if cols % m:
         raise ValueError(f"{cols} input columns do not split into groups of {m}")
     groups = scores.reshape(rows, cols // m, m)
-    idx = torch.topk(groups, n, dim=2, largest=False).indices
+    idx = torch.topk(groups, n, dim=2, largest=False).indices  # the official N:M code uses topk too
     return torch.zeros_like(groups, dtype=torch.bool).scatter_(2, idx, True).reshape(rows, cols)
 
 
@@ -48,16 +64,17 @@ def wanda_scores(weight: torch.Tensor, input_sq_norm: torch.Tensor) -> torch.Ten
 
 
 def wanda_mask(weight: torch.Tensor, input_sq_norm: torch.Tensor, sparsity: float,
-               nm: tuple[int, int] | None = None) -> torch.Tensor:
+               nm: tuple[int, int] | None = None, tie_break: str = "stable") -> torch.Tensor:
     """Prune mask comparing scores within each output row (Wanda Sec. 3), or within N:M groups."""
     scores = wanda_scores(weight, input_sq_norm)
     if nm is not None:
         return nm_mask(scores, *nm)
     check_sparsity(sparsity)
-    return _lowest_per_row(scores, int(weight.shape[1] * sparsity))
+    return _lowest_per_row(scores, int(weight.shape[1] * sparsity), tie_break)
 
 
-def magnitude_mask(weight: torch.Tensor, sparsity: float, nm: tuple[int, int] | None = None) -> torch.Tensor:
+def magnitude_mask(weight: torch.Tensor, sparsity: float, nm: tuple[int, int] | None = None,
+                   tie_break: str = "stable") -> torch.Tensor:
     """Prune mask of the smallest |W| over the whole matrix (one threshold per layer), or within N:M groups."""
     if nm is not None:
         return nm_mask(weight.abs(), *nm)
@@ -65,13 +82,14 @@ def magnitude_mask(weight: torch.Tensor, sparsity: float, nm: tuple[int, int] | 
     flat = torch.zeros(weight.numel(), dtype=torch.bool, device=weight.device)
     count = int(weight.numel() * sparsity)
     if count:
-        flat[torch.topk(weight.abs().flatten(), count, largest=False).indices] = True
+        flat[_lowest(weight.abs().flatten(), count, tie_break)] = True
     return flat.reshape(weight.shape)
 
 
 @torch.no_grad()
 def sparsegpt_prune(weight: torch.Tensor, hessian: torch.Tensor, sparsity: float,
-                    nm: tuple[int, int] | None = None, blocksize: int = 128, damp: float = 0.01) -> torch.Tensor:
+                    nm: tuple[int, int] | None = None, blocksize: int = 128, damp: float = 0.01,
+                    tie_break: str = "stable") -> torch.Tensor:
     """SparseGPT (Frantar & Alistarh 2023, Alg. 1): OBS mask selection per column block and error compensation.
 
     ``hessian`` is 2/n * sum X X^T over calibration inputs. The math runs in float32 on the weight's device (CPU
@@ -97,7 +115,7 @@ def sparsegpt_prune(weight: torch.Tensor, hessian: torch.Tensor, sparsity: float
             mask1 = torch.zeros(saliency.numel(), dtype=torch.bool, device=W.device)
             count = int(saliency.numel() * sparsity)
             if count:
-                mask1[torch.topk(saliency, count, largest=False).indices] = True
+                mask1[_lowest(saliency, count, tie_break)] = True
             mask1 = mask1.reshape(W1.shape)
         else:
             mask1 = torch.zeros_like(W1, dtype=torch.bool)
@@ -146,12 +164,28 @@ def owl_sparsities(outlier_ratios: list[float] | np.ndarray, target: float, lam:
     return sparsities
 
 
+def check_owl_lambda(lam: float, nm: tuple[int, int] | None) -> None:
+    """Unstructured: block sparsities span 2*lambda around S, so lambda < 0.5. N:M: lambda counts weights per
+    group (the official command uses 2 for 5:8), so 0 <= lambda < M."""
+    bound = 0.5 if nm is None else nm[1]
+    if not 0 <= lam < bound:
+        kind = "unstructured sparsity" if nm is None else f"{nm[0]}:{nm[1]} sparsity (lambda counts weights per group)"
+        raise ValueError(f"owl_lambda must lie in [0, {bound:g}) for {kind}, got {lam}")
+
+
 def owl_nm_counts(outlier_ratios: list[float] | np.ndarray, n: int, m: int, lam: float) -> np.ndarray:
-    """OWL for N:M (official ``prune_wanda_outlier_structure``): per-block N_l = N - round(d_l), d in [0, lambda]."""
+    """OWL for N:M (official ``prune_wanda_outlier_structure``): N_l = N - round(d_l - mean d), d spanning lambda.
+
+    More outliers -> fewer pruned weights per group. With lambda < 0.5 every offset rounds to 0 (uniform N:M).
+    """
+    check_owl_lambda(lam, (n, m))
     ratios = np.asarray(outlier_ratios, dtype=np.float64)
     spread = ratios.max() - ratios.min()
     if spread == 0 or lam == 0:
         return np.full(len(ratios), n, dtype=int)
     d = (ratios - ratios.min()) / spread * lam
-    d = np.round(d - d.mean())
-    return np.clip(n - d, 0, m - 1).astype(int)
+    counts = (n - np.round(d - d.mean())).astype(int)
+    if counts.min() < 0 or counts.max() >= m:
+        raise ValueError(f"{n}:{m} with lambda {lam} gives per-block N from {counts.min()} to {counts.max()}, "
+                         f"outside [0, {m - 1}]: lower lambda")
+    return counts

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from papers.owl.models import model_device
+from papers.owl.offload import block_on, execution_device
 from papers.owl.pruners import (
     magnitude_mask,
     outlier_ratio,
@@ -28,7 +28,7 @@ from papers.owl.pruners import (
 
 SUPPORTED = (
     "Hugging Face causal LMs whose decoder blocks are an nn.ModuleList of identical modules with nn.Linear "
-    "sublayers; tested: LLaMA-family (LlamaForCausalLM, e.g. SmolLM2, LLaMA-1/2) and OPT (OPTForCausalLM)"
+    "sublayers; tested: LLaMA-family (LlamaForCausalLM, e.g. SmolLM2, LLaMA-1/2), OPT, Mistral, Qwen2 and GPT-NeoX"
 )
 PRUNERS = ("magnitude", "wanda", "sparsegpt")
 METHODS = ("dense", *PRUNERS, *(f"owl_{p}" for p in PRUNERS))
@@ -70,7 +70,7 @@ def capture_block_inputs(model: nn.Module, sequences: torch.Tensor) -> tuple[tor
     Everything stays on the model's device (the official code keeps the calibration activations on the GPU too).
     """
     blocks = find_decoder_blocks(model)
-    device = model_device(model)
+    device = execution_device(model)
     inputs: list[torch.Tensor] = []
     kwargs_seen: dict[str, Any] = {}
 
@@ -159,66 +159,89 @@ def block_outlier_scores(block: nn.Module, stats: dict[str, InputStats]) -> list
 def dense_input_norms(model: nn.Module, sequences: torch.Tensor, progress: bool = True) -> list[dict[str, torch.Tensor]]:
     """OWL pass 1: per block, per linear ||X_j||^2 of the dense model (inputs from unpruned blocks), on the CPU."""
     blocks = find_decoder_blocks(model)
+    device = execution_device(model)
     inputs, kwargs = capture_block_inputs(model, sequences)
     norms = []
     for block in tqdm(blocks, desc="outlier pass (dense)", disable=not progress, leave=False):
-        stats, inputs = collect_stats(block, inputs, kwargs, hessians=False)
+        with block_on(block, device):
+            stats, inputs = collect_stats(block, inputs, kwargs, hessians=False)
         norms.append({name: s.sq_norm.cpu() for name, s in stats.items()})
     return norms
 
 
-def outlier_ratios(model: nn.Module, norms: list[dict[str, torch.Tensor]], m: float) -> list[float]:
-    """D_l for every block, from the dense pass's input norms and the model's (dense) weights."""
-    ratios = []
+def outlier_ratios(model: nn.Module, norms: list[dict[str, torch.Tensor]], m: float,
+                   per_layer: bool = False) -> list[float] | list[dict[str, float]]:
+    """D_l for every block (OWL Sec. 4), or with ``per_layer`` D of every linear of every block (App. C), from the
+    dense pass's input norms and the model's (dense) weights."""
+    ratios: list = []
+    device = execution_device(model)
     for block, block_norms in zip(find_decoder_blocks(model), norms, strict=True):
-        device = model_device(block)
-        stats = {k: InputStats(v.to(device, torch.float32), None, 1) for k, v in block_norms.items()}
-        ratios.append(outlier_ratio(block_outlier_scores(block, stats), m))
+        with block_on(block, device):
+            stats = {k: InputStats(v.to(device, torch.float32), None, 1) for k, v in block_norms.items()}
+            scores = block_outlier_scores(block, stats)
+            if per_layer:
+                ratios.append({name: outlier_ratio([sc], m) for name, sc in zip(block_linears(block), scores)})
+            else:
+                ratios.append(outlier_ratio(scores, m))
     return ratios
 
 
 @dataclass
 class PrunePlan:
-    """What each block gets: one unstructured sparsity, or an N:M pattern (N may vary per block under OWL)."""
+    """What each block gets: one unstructured sparsity, or an N:M pattern (N may vary per block under OWL);
+    ``layer_sparsities`` (per-layer OWL, App. C) overrides the block's sparsity for each named linear."""
 
     pruner: str
     sparsities: list[float]
     nm: list[tuple[int, int]] | None = None
     blocksize: int = 128
     damp: float = 0.01
-    outlier_ratios: list[float] = field(default_factory=list)
+    outlier_ratios: list = field(default_factory=list)
+    tie_break: str = "stable"
+    layer_sparsities: list[dict[str, float]] | None = None
 
 
 def make_plan(pruner: str, n_blocks: int, sparsity: float, nm: tuple[int, int] | None,
-              ratios: list[float] | None, lam: float, blocksize: int = 128, damp: float = 0.01) -> PrunePlan:
-    """Uniform ratios when ``ratios`` is None, else OWL's (Sec. 4) from the blocks' outlier ratios."""
+              ratios: list[float] | list[dict[str, float]] | None, lam: float, blocksize: int = 128,
+              damp: float = 0.01, tie_break: str = "stable") -> PrunePlan:
+    """Uniform ratios when ``ratios`` is None, else OWL's (Sec. 4) from the blocks' outlier ratios; ratios given
+    per linear (dicts) give every linear its own sparsity from one OWL allocation over all linears (App. C)."""
     if pruner not in PRUNERS:
         raise ValueError(f"unknown pruner {pruner!r}; choose one of {PRUNERS}")
+    extra = dict(blocksize=blocksize, damp=damp, outlier_ratios=ratios or [], tie_break=tie_break)
+    if ratios and isinstance(ratios[0], dict):
+        if nm is not None:
+            raise ValueError("per-layer OWL ratios (owl_granularity: layer) are for unstructured sparsity only")
+        flat = [r for block in ratios for r in block.values()]
+        layer_s = iter(owl_sparsities(flat, sparsity, lam).tolist())
+        layers = [{name: next(layer_s) for name in block} for block in ratios]
+        return PrunePlan(pruner, [float(np.mean(list(b.values()))) for b in layers], None,
+                         layer_sparsities=layers, **extra)
     if nm is not None:
         counts = [nm[0]] * n_blocks if ratios is None else owl_nm_counts(ratios, nm[0], nm[1], lam).tolist()
-        return PrunePlan(pruner, [c / nm[1] for c in counts], [(c, nm[1]) for c in counts], blocksize, damp,
-                         ratios or [])
+        return PrunePlan(pruner, [c / nm[1] for c in counts], [(c, nm[1]) for c in counts], **extra)
     sparsities = [sparsity] * n_blocks if ratios is None else owl_sparsities(ratios, sparsity, lam).tolist()
-    return PrunePlan(pruner, sparsities, None, blocksize, damp, ratios or [])
+    return PrunePlan(pruner, sparsities, None, **extra)
 
 
 @torch.no_grad()
 def prune_block(block: nn.Module, plan: PrunePlan, index: int, stats: dict[str, InputStats] | None) -> None:
     """Prune every linear of one block at the block's assigned sparsity (OWL: one ratio per block)."""
     nm = plan.nm[index] if plan.nm else None
-    sparsity = plan.sparsities[index]
     for name, linear in block_linears(block).items():
+        sparsity = plan.layer_sparsities[index][name] if plan.layer_sparsities else plan.sparsities[index]
         weight = linear.weight.data
         if nm is not None and nm[0] == 0:
             continue
         if plan.pruner == "magnitude":
-            weight[magnitude_mask(weight, sparsity, nm)] = 0.0
+            weight[magnitude_mask(weight, sparsity, nm, plan.tie_break)] = 0.0
         elif plan.pruner == "wanda":
             assert stats is not None
-            weight[wanda_mask(weight, stats[name].sq_norm, sparsity, nm)] = 0.0
+            weight[wanda_mask(weight, stats[name].sq_norm, sparsity, nm, plan.tie_break)] = 0.0
         else:
             assert stats is not None
-            linear.weight.data = sparsegpt_prune(weight, stats[name].hessian, sparsity, nm, plan.blocksize, plan.damp)
+            linear.weight.data = sparsegpt_prune(weight, stats[name].hessian, sparsity, nm, plan.blocksize,
+                                                 plan.damp, plan.tie_break)
 
 
 BlockDone = Callable[[int, torch.Tensor], None]
@@ -235,9 +258,11 @@ def prune_sequential(model: nn.Module, sequences: torch.Tensor, plan: PrunePlan,
     blocks = find_decoder_blocks(model)
     if len(plan.sparsities) != len(blocks):
         raise ValueError(f"the plan has {len(plan.sparsities)} ratios for {len(blocks)} blocks")
+    device = execution_device(model)
     if plan.pruner == "magnitude":  # data-free: no activations needed
         for i in range(start_block, len(blocks)):
-            prune_block(blocks[i], plan, i, None)
+            with block_on(blocks[i], device):
+                prune_block(blocks[i], plan, i, None)
             if on_block_done is not None:
                 on_block_done(i, torch.empty(0))
         return
@@ -247,9 +272,11 @@ def prune_sequential(model: nn.Module, sequences: torch.Tensor, plan: PrunePlan,
         inputs, kwargs = start_inputs, capture_block_inputs(model, sequences[:1])[1]
     bar = tqdm(range(start_block, len(blocks)), desc=f"prune {plan.pruner}", disable=not progress, leave=False)
     for i in bar:
-        stats, _ = collect_stats(blocks[i], inputs, kwargs, hessians=plan.pruner == "sparsegpt")
-        prune_block(blocks[i], plan, i, stats)
-        inputs = run_block(blocks[i], inputs, kwargs)  # pruned outputs feed the next block
+        with block_on(blocks[i], device):  # offloaded models: only this block on the GPU
+            stats, _ = collect_stats(blocks[i], inputs, kwargs, hessians=plan.pruner == "sparsegpt")
+            prune_block(blocks[i], plan, i, stats)
+            del stats
+            inputs = run_block(blocks[i], inputs, kwargs)  # pruned outputs feed the next block
         if on_block_done is not None:
             on_block_done(i, inputs)
 
@@ -268,6 +295,15 @@ def sparsity_by_block(model: nn.Module) -> list[dict[str, float]]:
         row["block"] = zeros / total
         report.append(row)
     return report
+
+
+def model_sparsity(model: nn.Module) -> float:
+    """Zeros over every parameter of the model (embeddings, a tied lm_head counted once, norms, biases)."""
+    zeros = total = 0
+    for p in model.parameters():
+        zeros += int((p == 0).sum())
+        total += p.numel()
+    return zeros / total
 
 
 def overall_sparsity(model: nn.Module) -> float:

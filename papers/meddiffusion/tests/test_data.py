@@ -10,12 +10,13 @@ import pytest
 from papers.meddiffusion.cohort import (
     UnknownCodeError,
     Vocabulary,
+    interleave_by_type,
     pad_cohort,
     patient_splits,
     training_subset,
 )
 from papers.meddiffusion.eunomia import GI_BLEED, build_eunomia_cohort
-from papers.meddiffusion.mimic3 import MissingTableError, build_mimic3_cohort
+from papers.meddiffusion.mimic3 import MissingTableError, admission_codes, build_mimic3_cohort
 from papers.meddiffusion.tests.toy import toy_cohort
 from shared.data import load
 
@@ -42,18 +43,49 @@ def test_mimic3_counts_match_pandas(mimic: dict[str, pd.DataFrame], task: str) -
     adm = adm.sort_values(["SUBJECT_ID", "ADMITTIME"])
     sizes = adm.groupby("SUBJECT_ID").size()
     multi = sizes[sizes >= 2]
-    last = adm[adm["SUBJECT_ID"].isin(multi.index)].groupby("SUBJECT_ID").tail(1)
-    assert len(cohort) == len(multi) == 14  # the demo: 100 patients, 14 with a second admission
+    adm = adm[adm["SUBJECT_ID"].isin(multi.index)]
+    last = adm.groupby("SUBJECT_ID").tail(1)
+    diag = mimic["DIAGNOSES_ICD"]
+    hf = set(diag.loc[diag["ICD9_CODE"].astype(str).str.startswith("428"), "HADM_ID"])
+    if task == "heart_failure":  # new onset: no HF diagnosis in any earlier admission
+        prior_hf = set(adm.loc[adm["HADM_ID"].isin(hf) & ~adm["HADM_ID"].isin(last["HADM_ID"]), "SUBJECT_ID"])
+        assert prior_hf  # the demo has prevalent cases, so the exclusion is exercised
+        multi = multi[~multi.index.isin(prior_hf)]
+        last = last[~last["SUBJECT_ID"].isin(prior_hf)]
+    assert len(cohort) == len(multi) == (14 if task == "mortality" else 14 - len(prior_hf))
     assert sorted(cohort.patient_ids) == sorted(multi.index)
     assert sum(len(v) for v in cohort.visits) == int((multi - 1).sum())
-    if task == "mortality":
-        expected = int(last["HOSPITAL_EXPIRE_FLAG"].sum())
-    else:
-        diag = mimic["DIAGNOSES_ICD"]
-        hf = set(diag.loc[diag["ICD9_CODE"].astype(str).str.startswith("428"), "HADM_ID"])
-        expected = int(last["HADM_ID"].isin(hf).sum())
+    expected = int(last["HOSPITAL_EXPIRE_FLAG"].sum()) if task == "mortality" else int(last["HADM_ID"].isin(hf).sum())
     assert int(cohort.labels.sum()) == expected
     assert all((dates < idx).all() for dates, idx in zip(cohort.visit_dates, cohort.index_dates))
+
+
+def test_interleave_by_type_round_robin() -> None:
+    assert interleave_by_type(["D_1", "D_2", "D_3", "M_9", "P_5", "P_6"]) == ["D_1", "M_9", "P_5", "D_2", "P_6", "D_3"]
+    assert interleave_by_type(["C1", "C2", "D7", "P3"]) == ["C1", "D7", "P3", "C2"]  # Eunomia: type = first letter
+
+
+@pytest.mark.parametrize("cap", [20, 40])
+def test_mimic3_code_cap_keeps_each_type_its_fair_share(mimic: dict[str, pd.DataFrame], cap: int) -> None:
+    """Cut at ``cap`` codes, each type keeps min(its count, L), L the water-filling level (computed here
+    independently); within a type the kept codes are the first by SEQ_NUM (diagnoses)."""
+    codes = admission_codes(mimic)
+    kept_d = total_d = 0
+    for hadm, visit in codes.items():
+        counts = {t: sum(c.startswith(t) for c in visit) for t in ("D_", "P_", "M_")}
+        counts = {t: n for t, n in counts.items() if n}
+        level = next(lv for lv in range(cap + 1) if sum(min(n, lv) for n in counts.values()) >= min(cap, len(visit)))
+        kept = visit[:cap]
+        for t, n in counts.items():
+            got = sum(c.startswith(t) for c in kept)
+            assert min(n, level - 1) <= got <= min(n, level), (hadm, t)
+        kept_d += sum(c.startswith("D_") for c in kept)
+        total_d += counts.get("D_", 0)
+    diag = mimic["DIAGNOSES_ICD"].dropna(subset=["ICD9_CODE"])
+    first = diag[diag["HADM_ID"] == diag["HADM_ID"].iloc[0]].sort_values("SEQ_NUM")
+    expected = list(dict.fromkeys("D_" + first["ICD9_CODE"].astype(str)))
+    assert [c for c in codes[int(first["HADM_ID"].iloc[0])] if c.startswith("D_")] == expected
+    assert kept_d < total_d  # the old alphabetical cut kept every diagnosis and starved drugs/procedures
 
 
 def test_mimic3_codes_of_one_admission(mimic: dict[str, pd.DataFrame]) -> None:
@@ -103,6 +135,16 @@ def test_eunomia_nothing_on_or_after_the_index_date(eunomia, eunomia_path: str) 
             """).fetchall()
             got = {eunomia.vocab.codes[k - 1] for visit in eunomia.visits[i] for k in visit}
             assert got == {r[0] for r in rows}
+
+
+def test_eunomia_negatives_are_observed_at_their_index_date(eunomia, eunomia_path: str) -> None:
+    with duckdb.connect(eunomia_path, read_only=True) as con:
+        ends = dict(con.sql("SELECT PERSON_ID, MAX(OBSERVATION_PERIOD_END_DATE) FROM observation_period "
+                            "GROUP BY 1").fetchall())
+    neg = eunomia.labels == 0
+    assert all(np.datetime64(ends[int(p)], "D") >= idx for p, idx in zip(eunomia.patient_ids[neg],
+                                                                         eunomia.index_dates[neg]))
+    assert len(eunomia) == 2694 - 71 and int(eunomia.labels.sum()) == 479  # 71 censored negatives dropped
 
 
 def test_eunomia_positives_are_indexed_at_the_first_bleed(eunomia, eunomia_path: str) -> None:

@@ -40,10 +40,12 @@ def test_synthetic_sequence_is_e_bar_plus_noise_residual() -> None:
     aug = DiffusionAugmenter(8, 8, steps=100, beta_start=1e-4, beta_end=0.02)
     e_bar = torch.randn(4, 6, 8)
     torch.manual_seed(0)
-    e_hat, noise, eps_hat = aug(e_bar)
+    e_hat, noise, eps_hat = aug.sample(e_bar)
     torch.testing.assert_close(e_hat, e_bar + noise - eps_hat)
     torch.manual_seed(1)
-    again = aug(e_bar)[0]
+    again = aug.sample(e_bar)[0]
     torch.manual_seed(0)
-    torch.testing.assert_close(aug(e_bar)[0], e_hat)  # determined by the seed
+    torch.testing.assert_close(aug.sample(e_bar)[0], e_hat)  # determined by the seed
     assert not torch.allclose(again, e_hat)
+    _, terms = aug(e_bar, torch.tensor([6, 1, 3, 2]))
+    assert set(terms) == {"mse_noise"} and terms["mse_noise"].dim() == 0

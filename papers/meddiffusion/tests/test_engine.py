@@ -8,10 +8,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from sklearn.metrics import average_precision_score, cohen_kappa_score, f1_score
+from sklearn.metrics import auc, average_precision_score, cohen_kappa_score, f1_score, precision_recall_curve
 
 from papers.meddiffusion.config import Config
-from papers.meddiffusion.engine import build_model, fit, load_cohort, prepare, score, tuned_threshold
+from papers.meddiffusion.engine import (
+    build_model,
+    epoch_batches,
+    fit,
+    load_cohort,
+    make_optimizer,
+    prepare,
+    read_predictions,
+    score,
+    tuned_threshold,
+)
+from papers.meddiffusion.metrics import average_precision, bootstrap, interval, pr_auc_trapezoid
 from papers.meddiffusion.reference import code_counts
 from papers.meddiffusion.tests.toy import toy_cohort
 from shared.data.registry import DataMissingError
@@ -19,7 +30,7 @@ from shared.runs import ConfigError, load_config
 
 SMOKE = Path(__file__).parents[1] / "configs" / "smoke.yaml"
 TINY = dict(max_visits=6, max_codes=4, embed_dim=8, hidden_dim=8, denoiser_channels=8, diffusion_steps=50,
-            batch_size=32, epochs=4, patience=10, threads=1)
+            batch_size=32, epochs=3, patience=10, threads=1, bootstrap_resamples=50)
 
 
 def _prepared(cfg: Config):
@@ -47,7 +58,7 @@ def test_resume_after_interruption_equals_an_uninterrupted_run(tmp_path: Path) -
     resumed = fit(cfg, _prepared(cfg), tmp_path / "resumed", tensorboard=False, progress=False)
     assert resumed == straight
     steps = [json.loads(r)["step"] for r in (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()]
-    assert steps == [0, 1, 2, 3]
+    assert steps == [0, 1, 2]
 
 
 def test_learns_the_toy_signal(tmp_path: Path) -> None:
@@ -59,15 +70,88 @@ def test_learns_the_toy_signal(tmp_path: Path) -> None:
 def test_score_matches_sklearn() -> None:
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 2, 300)
-    probs = np.clip(labels * 0.3 + rng.random(300) * 0.7, 0, 1)
+    probs = np.round(np.clip(labels * 0.3 + rng.random(300) * 0.7, 0, 1), 2)  # with ties
     got = score(labels, probs)
     pred = (probs >= 0.5).astype(int)
+    precision, recall, _ = precision_recall_curve(labels, probs)
     assert got["pr_auc"] == pytest.approx(average_precision_score(labels, probs))
+    assert got["pr_auc_trapz"] == pytest.approx(auc(recall, precision))  # the official code's PR-AUC
     assert got["f1"] == pytest.approx(f1_score(labels, pred))
     assert got["kappa"] == pytest.approx(cohen_kappa_score(labels, pred))
     cut = tuned_threshold(labels, probs)
-    best = max(f1_score(labels, (probs >= c).astype(int)) for c in np.unique(probs))
-    assert f1_score(labels, (probs >= cut).astype(int)) == pytest.approx(best)
+    f1s = [f1_score(labels, (probs >= c).astype(int)) for c in np.unique(probs)]
+    assert cut == np.unique(probs)[int(np.argmax(f1s))]  # the lowest cut reaching the best F1
+
+
+@pytest.mark.parametrize("levels", [3, 10, 0])
+def test_numpy_pr_aucs_match_sklearn_with_ties(levels: int) -> None:
+    rng = np.random.default_rng(levels)
+    labels = rng.integers(0, 2, 200)
+    probs = rng.random(200) + 0.4 * labels
+    if levels:
+        probs = np.round(probs * levels) / levels  # many tied scores
+    precision, recall, _ = precision_recall_curve(labels, probs)
+    assert average_precision(labels, probs) == pytest.approx(average_precision_score(labels, probs), abs=1e-12)
+    assert pr_auc_trapezoid(labels, probs) == pytest.approx(auc(recall, precision), abs=1e-12)
+
+
+def test_bootstrap_interval_is_seeded_and_pairs_resamples() -> None:
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 270)
+    probs = rng.random(270) + 0.3 * labels
+    a = bootstrap(labels, [probs], average_precision, resamples=200, seed=3)
+    assert np.array_equal(a, bootstrap(labels, [probs], average_precision, resamples=200, seed=3))
+    lo, hi = interval(a)
+    assert lo < average_precision(labels, probs) < hi and hi - lo > 0.02
+    same = bootstrap(labels, [probs, probs], lambda y, p, q: average_precision(y, p) - average_precision(y, q),
+                     resamples=50)
+    assert np.all(same == 0)  # the same rows go to both score arrays
+
+
+def test_weight_decay_spares_biases_and_norms() -> None:
+    torch.manual_seed(0)
+    model = build_model(Config(**TINY), 10)
+    groups = make_optimizer(Config(**TINY), model).param_groups
+    decayed, spared = ({id(p) for p in g["params"]} for g in groups)
+    assert groups[0]["weight_decay"] == 1e-3 and groups[1]["weight_decay"] == 0.0
+    assert not decayed & spared and len(decayed | spared) == len(list(model.parameters()))
+    for name, p in model.named_parameters():
+        is_norm = ".norm" in name or name.startswith("augmenter.denoiser.out.0")
+        assert (id(p) in spared) == (name.endswith("bias") or is_norm), name
+    # with zero loss gradients only the decayed parameters move
+    opt = make_optimizer(Config(**TINY), model)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+    opt.step()
+    moved = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
+    assert "classifier.net.0.weight" in moved and not any(n.endswith("bias") for n in moved)
+
+
+def test_balanced_batches_follow_the_official_sampler() -> None:
+    labels = np.array([1] * 30 + [0] * 170)
+    train = np.arange(200)
+    batches = epoch_batches(train, labels, 16, True, torch.Generator().manual_seed(0))
+    assert len(batches) == min(30 // 4, 170 // 12) == 7
+    assert all(len(b) == 16 and labels[b.numpy()].sum() == 4 for b in batches)
+    flat = torch.cat(batches).tolist()
+    assert len(flat) == len(set(flat))
+    plain = epoch_batches(train, labels, 16, False, torch.Generator().manual_seed(0))
+    assert sorted(torch.cat(plain).tolist()) == list(range(200))
+    with pytest.raises(ValueError, match="positives"):
+        epoch_batches(train[30:40], labels, 16, True, torch.Generator().manual_seed(0))
+
+
+def test_saved_predictions_reproduce_the_metrics(tmp_path: Path) -> None:
+    cfg = Config(**{**TINY, "epochs": 2})
+    prepared = _prepared(cfg)
+    metrics = fit(cfg, prepared, tmp_path, tensorboard=False, progress=False)
+    saved = read_predictions(tmp_path / "predictions.csv")
+    ids, labels, probs = saved["test"]
+    assert np.array_equal(ids, prepared.patient_ids[prepared.splits.test])
+    assert metrics["test_pr_auc_trapz"] == pytest.approx(pr_auc_trapezoid(labels, probs), abs=1e-6)
+    lo, hi = metrics["test_pr_auc_ci"]
+    assert lo <= metrics["test_pr_auc"] <= hi
 
 
 def test_one_class_split_gives_nan_auc_not_a_crash() -> None:
@@ -92,10 +176,15 @@ def test_model_size_follows_the_config() -> None:
     ("variants=[Nope]", "unknown variant"),
     ("train_fraction=0", "train_fraction"),
     ("attention=sometimes", "attention"),
+    ("structure=fancy", "structure"),
+    ("augmenter=vae", "augmenter"),
+    ("optimizer=sgd", "optimizer"),
 ])
 def test_bad_configs_fail_clearly(override: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         load_config(Config, SMOKE, [override])
+    with pytest.raises(ConfigError, match="balanced"):
+        load_config(Config, SMOKE, ["balanced=true", "batch_size=2"])
 
 
 def test_missing_data_fails_clearly(tmp_path: Path) -> None:

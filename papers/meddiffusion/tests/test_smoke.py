@@ -24,15 +24,16 @@ def test_reproduce_on_smoke_config(tmp_path: Path) -> None:
         assert -1.0 <= stats["kappa_mean"] <= 1.0
     assert "0.7834" in (tmp_path / "results.md").read_text()  # the paper's cell sits beside ours
     run = tmp_path / "runs" / "meddiffusion" / "frac1" / "seed1"
-    assert (run / "metrics.json").exists() and not (run / "checkpoint.pt").exists()
+    assert (run / "metrics.json").exists() and not (run / "checkpoints").exists()
 
 
 @pytest.mark.smoke
 def test_train_resume_evaluate_bench(tmp_path: Path) -> None:
-    first = train.main(["--config", SMOKE, "--out", str(tmp_path), "epochs=1"])
-    assert first["epochs_run"] == 1
-    metrics = train.main(["--config", SMOKE, "--out", str(tmp_path), "epochs=2"])  # resumes at epoch 1
-    for name in ("config.yaml", "run_info.json", "metrics.jsonl", "metrics.json", "checkpoint.pt", "best_model.pt"):
+    metrics = train.main(["--config", SMOKE, "--out", str(tmp_path), "epochs=2"])
+    again = train.main(["--config", SMOKE, "--out", str(tmp_path), "epochs=2"])  # same config: the finished run
+    assert again["test_pr_auc"] == metrics["test_pr_auc"]
+    for name in ("config.yaml", "run_info.json", "metrics.jsonl", "metrics.json", "checkpoints", "best_model.pt",
+                 "predictions.csv"):
         assert (tmp_path / name).exists(), name
     steps = [json.loads(r)["step"] for r in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert steps == [0, 1] and metrics["epochs_run"] == 2

@@ -110,3 +110,26 @@ def test_bad_m_and_pattern_are_refused() -> None:
     with pytest.raises(ValueError, match="unstructured"):
         parse_sparsity_type("half")
     assert parse_sparsity_type("2:4") == (2, 4)
+
+
+def test_owl_nm_with_the_official_lambda_varies_n_and_small_lambda_is_uniform() -> None:
+    ratios = np.linspace(0.5, 4.0, 8)
+    counts = owl_nm_counts(ratios, 5, 8, 2.0)  # the official command: 5:8, lambda 2
+    # d = 0 .. 2 in steps of 2/7, centred (mean 1), rounded: -1 -1 0 0 0 0 1 1 -> N = 6 6 5 5 5 5 4 4
+    assert list(counts) == [6, 6, 5, 5, 5, 5, 4, 4]
+    assert list(owl_nm_counts(ratios, 5, 8, 0.4)) == [5] * 8  # below 0.5 every offset rounds to 0
+    with pytest.raises(ValueError, match="lower lambda"):
+        owl_nm_counts(ratios, 2, 4, 3.9)  # N would reach 4 (the whole group) or go below 0
+    with pytest.raises(ValueError, match="owl_lambda"):
+        owl_nm_counts(ratios, 2, 4, 4.0)
+
+
+def test_stable_tie_break_prunes_the_lowest_indices_among_ties() -> None:
+    weight = torch.ones(3, 8)
+    mask = wanda_mask(weight, torch.ones(8), 0.5, tie_break="stable")
+    assert torch.equal(mask, torch.tensor([[True] * 4 + [False] * 4] * 3))
+    assert magnitude_mask(weight, 0.25, tie_break="stable").flatten().nonzero().flatten().tolist() == list(range(6))
+    topk = wanda_mask(weight, torch.ones(8), 0.5, tie_break="topk")
+    assert (topk.sum(1) == 4).all()  # same count; which ties go is torch.topk's choice
+    with pytest.raises(ValueError, match="tie_break"):
+        wanda_mask(weight, torch.ones(8), 0.5, tie_break="random")

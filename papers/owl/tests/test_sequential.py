@@ -24,14 +24,17 @@ SEQS = torch.randint(0, 256, (3, 32), generator=torch.Generator().manual_seed(0)
 
 
 @pytest.mark.parametrize("name,block_class,n_linears", [("tiny_llama", "LlamaDecoderLayer", 7),
-                                                         ("tiny_opt", "OPTDecoderLayer", 6)])
+                                                         ("tiny_opt", "OPTDecoderLayer", 6),
+                                                         ("tiny_mistral", "MistralDecoderLayer", 7),
+                                                         ("tiny_qwen2", "Qwen2DecoderLayer", 7),
+                                                         ("tiny_gptneox", "GPTNeoXLayer", 4)])
 def test_blocks_found_by_structure(name: str, block_class: str, n_linears: int) -> None:
     blocks = find_decoder_blocks(tiny_model(name))
     assert len(blocks) == 4 and type(blocks[0]).__name__ == block_class
     assert len(block_linears(blocks[0])) == n_linears
 
 
-@pytest.mark.parametrize("name", ["tiny_llama", "tiny_opt"])
+@pytest.mark.parametrize("name", ["tiny_llama", "tiny_opt", "tiny_mistral", "tiny_qwen2", "tiny_gptneox"])
 def test_block_chain_reproduces_the_models_last_block(name: str) -> None:
     model = tiny_model(name)
     blocks = find_decoder_blocks(model)

@@ -89,3 +89,39 @@ def test_hub_model_and_corpora_fail_clearly_offline(tmp_path: Path, monkeypatch:
         load_model(f"hf:{tmp_path / 'no_model'}")
     with pytest.raises(FileNotFoundError, match="needs the Hugging Face hub or a local datasets cache"):
         corpus_text("wikitext2", "test", max_chars=100)
+
+
+def test_owl_lambda_bound_depends_on_the_sparsity_type(tmp_path: Path) -> None:
+    from papers.owl.config import Config
+    from shared.runs import load_config
+
+    with pytest.raises(ConfigError, match=r"owl_lambda must lie in \[0, 0.5\)"):
+        load_config(Config, SMOKE, ["owl_lambda=2"])
+    assert load_config(Config, SMOKE, ['sparsity_type="5:8"', "owl_lambda=2", "owl_m=6"]).owl_lambda == 2
+
+
+def test_per_layer_owl_gives_each_linear_its_own_ratio(tmp_path: Path) -> None:
+    import json
+
+    train.main(["--config", SMOKE, "--out", str(tmp_path), "method=owl_wanda", "owl_granularity=layer",
+                "owl_lambda=0.2", "save_model=false"])
+    report = json.loads((tmp_path / "layer_report.json").read_text())
+    layer_s = [s for block in report["assigned_layer_sparsity"] for s in block.values()]
+    assert len(set(round(s, 9) for s in layer_s)) > 4 and abs(sum(layer_s) / len(layer_s) - 0.7) < 1e-9
+    achieved = report["achieved_layer_sparsity"]
+    for block_s, block_a in zip(report["assigned_layer_sparsity"], achieved, strict=True):
+        for name, s in block_s.items():
+            assert abs(block_a[name] - s) < 0.02
+
+
+def test_eval_bos_puts_one_bos_token_first() -> None:
+    from papers.owl.corpora import tokenize
+
+    class Tok:
+        bos_token_id = 7
+
+        def __call__(self, text: str, add_special_tokens: bool) -> dict:
+            return {"input_ids": [ord(c) for c in text]}
+
+    assert tokenize("ab", Tok(), bos=True).tolist() == [7, 97, 98]
+    assert tokenize("ab", Tok()).tolist() == [97, 98]

@@ -14,7 +14,7 @@ from typing import Any
 
 import jax
 import numpy as np
-import optax
+from jax.sharding import NamedSharding, PartitionSpec
 
 from papers.himpp.common import load_benchmark
 from papers.himpp.config import HiMPPConfig
@@ -22,27 +22,34 @@ from papers.himpp.episodes import sample_episode, sample_test_episode
 from papers.himpp.featurize import GraphCache
 from papers.himpp.training import (
     episode_batch,
+    episode_mesh,
     init_params,
     make_model,
+    make_optimizer,
     make_scorers,
     make_train_step,
     score_episode,
+    train_task_ids,
     usable_tasks,
 )
-from shared.runs import Run, load_config, parse_run_args
+from shared.runs import Run, entrypoint, load_config, parse_run_args
 
 
 def bench_method(cfg: HiMPPConfig, bench: Any, cache: GraphCache) -> dict[str, float]:
     """Compile time and throughput of one method's train step and test episode."""
     model = make_model(cfg)
     params = init_params(model, cfg, bench, cache)
-    opt_state = optax.adamw(cfg.lr, weight_decay=cfg.weight_decay).init(params)
-    step_fn = make_train_step(model, cfg.lr, cfg.weight_decay)
+    opt_state = make_optimizer(cfg.lr, cfg.weight_decay).init(params)
+    mesh = episode_mesh(cfg.devices, cfg.tasks_per_batch)
+    step_fn = make_train_step(model, cfg.lr, cfg.weight_decay, mesh)
     rng = np.random.default_rng(cfg.seed)
-    train_ids = usable_tasks(bench, bench.train_tasks, cfg.k_shot, cfg.n_query - cfg.n_query // 2)
+    train_ids = train_task_ids(cfg, bench)
     n = min(cfg.steps, 20)
-    batches = [episode_batch([sample_episode(bench.tasks[t], cfg.k_shot, cfg.n_query, rng)
-                              for t in rng.choice(train_ids, cfg.tasks_per_batch)], cache) for _ in range(n + 1)]
+    balanced = cfg.train_queries == "balanced"
+    shard = NamedSharding(mesh, PartitionSpec("episodes"))
+    batches = [jax.device_put(episode_batch([sample_episode(bench.tasks[t], cfg.k_shot, cfg.n_query, rng, balanced)
+                                             for t in rng.choice(train_ids, cfg.tasks_per_batch)], cache), shard)
+               for _ in range(n + 1)]
     key = jax.random.key(0)
     t0 = time.perf_counter()
     params, opt_state, loss = step_fn(params, opt_state, *batches[0], key)
@@ -92,4 +99,4 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(entrypoint(main))

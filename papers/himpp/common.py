@@ -14,6 +14,7 @@ import matplotlib.pyplot as plt
 from papers.himpp.config import HiMPPConfig
 from papers.himpp.episodes import drop_unparseable
 from papers.himpp.featurize import GraphCache
+from papers.himpp.pregnn import pregnn_encoder
 from papers.himpp.pretrain import pretrain_encoder, training_smiles
 from papers.himpp.training import evaluate, train
 from shared.data import load
@@ -29,13 +30,23 @@ def load_benchmark(name: str, cache: GraphCache, fsmol_max_tasks_per_split: int 
     return bench
 
 
-def pretrained_encoder(cfg: HiMPPConfig, bench: FewShotBenchmark, cache: GraphCache, out: Path,
-                       progress: bool = True) -> tuple[Any, list[float]] | tuple[None, list[float]]:
-    """Attribute-masking pretraining on the training tasks' molecules (None when ``pretrain_steps`` is 0)."""
-    if cfg.pretrain_steps == 0:
+def initial_encoder(cfg: HiMPPConfig, bench: FewShotBenchmark, cache: GraphCache, out: Path,
+                    progress: bool = True) -> tuple[Any, list[float]] | tuple[None, list[float]]:
+    """The encoder a run starts from: the converted Pre-GNN checkpoint (``pretrained_gin``), else attribute masking
+    for ``pretrain_steps`` steps, else None (random initialisation); plus the pretraining loss curve."""
+    if cfg.pretrained_gin is not None:
+        return pregnn_encoder(cfg.pretrained_gin, cfg.gin_layers, cfg.hidden), []
+    return attribute_masking(cfg, cfg.pretrain_steps, bench, cache, out, progress)
+
+
+def attribute_masking(cfg: HiMPPConfig, steps: int, bench: FewShotBenchmark, cache: GraphCache, out: Path,
+                      progress: bool = True) -> tuple[Any, list[float]] | tuple[None, list[float]]:
+    """Attribute-masking pretraining on the training tasks' molecules for ``steps`` steps (None when 0)."""
+    if steps == 0:
         return None, []
-    return pretrain_encoder(training_smiles(bench), cfg.hidden, cfg.gin_layers, cfg.dropout, cfg.pretrain_steps,
-                            cfg.pretrain_batch, cfg.pretrain_lr, cfg.seed, cache, out / "pretrain.pkl", progress)
+    return pretrain_encoder(training_smiles(bench), cfg.hidden, cfg.gin_layers, cfg.dropout, steps,
+                            cfg.pretrain_batch, cfg.pretrain_lr, cfg.seed, cache, out / "pretrain.pkl", progress,
+                            cfg.gin_norm)
 
 
 def train_and_test(cfg: HiMPPConfig, out: Path, cache: GraphCache, bench: FewShotBenchmark,
@@ -47,6 +58,8 @@ def train_and_test(cfg: HiMPPConfig, out: Path, cache: GraphCache, bench: FewSho
     metrics = evaluate(cfg, bench, params, cache, progress=progress)
     metrics.update({k: v for k, v in info.items() if k != "losses"}, method=cfg.method, dataset=cfg.dataset,
                    k_shot=cfg.k_shot, pretrained=init is not None)
+    if info["checkpoint_aucs"]:  # PAR / PACIA report the best test evaluation over training (selection on test)
+        metrics["roc_auc_best_checkpoint"] = max(auc for _, auc in info["checkpoint_aucs"])
     run.log(cfg.steps, test_roc_auc=metrics["roc_auc"])
     return run.finish(metrics)
 

@@ -51,9 +51,27 @@ def usable(task: FewShotTask, k_shot: int, n_query_per_class: int = 1) -> bool:
     return min(len(neg), len(pos)) >= k_shot + n_query_per_class
 
 
-def sample_episode(task: FewShotTask, k_shot: int, n_query: int, rng: np.random.Generator) -> Episode:
-    """Training episode: K per class in the support, ``n_query`` queries split evenly between the classes."""
+def fits_episode(task: FewShotTask, k_shot: int, n_query: int, balanced: bool) -> bool:
+    """Whether ``sample_episode`` can draw from the task: K per class, then ``n_query`` queries."""
     neg, pos = _class_indices(task)
+    if balanced:
+        return len(neg) >= k_shot + n_query // 2 and len(pos) >= k_shot + n_query - n_query // 2
+    return min(len(neg), len(pos)) >= k_shot and len(neg) + len(pos) - 2 * k_shot >= n_query
+
+
+def sample_episode(task: FewShotTask, k_shot: int, n_query: int, rng: np.random.Generator,
+                   balanced: bool = False) -> Episode:
+    """Training episode: K per class in the support; ``n_query`` queries drawn at random from the rest of the task,
+    i.e. at its natural class ratio (PACIA's ``sample_meta_datasets``), or split evenly between the classes."""
+    neg, pos = _class_indices(task)
+    if not balanced:
+        if not fits_episode(task, k_shot, n_query, balanced):
+            raise ValueError(f"task {task.task_id} has {len(neg)} negatives / {len(pos)} positives: too few for "
+                             f"{k_shot}-shot with {n_query} queries")
+        neg, pos = rng.permutation(neg), rng.permutation(pos)
+        rest = np.concatenate([neg[k_shot:], pos[k_shot:]])
+        query = rng.choice(rest, size=n_query, replace=False)
+        return _episode(task, np.concatenate([neg[:k_shot], pos[:k_shot]]), query)
     q_neg = n_query // 2
     q_pos = n_query - q_neg
     if len(neg) < k_shot + q_neg or len(pos) < k_shot + q_pos:

@@ -12,7 +12,7 @@ from papers.himpp.common import load_benchmark
 from papers.himpp.config import HiMPPConfig
 from papers.himpp.featurize import GraphCache
 from papers.himpp.training import CHECKPOINT, evaluate
-from shared.runs import Run, load_checkpoint, load_config, parse_run_args
+from shared.runs import Run, entrypoint, load_checkpoint, load_config, parse_run_args
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -29,4 +29,4 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(entrypoint(main))

@@ -11,7 +11,7 @@ from rdkit import Chem, RDLogger
 RDLogger.DisableLog("rdApp.*")
 
 NUM_ATOM_TYPES = 120  # atomic numbers 1..118 -> 0..117, plus spare/mask slots as in Pre-GNN
-NUM_CHIRALITY = 4
+NUM_CHIRALITY = 3  # Pre-GNN's chirality vocabulary (unspecified, CW, CCW); CHI_OTHER (rare) reads as unspecified
 NUM_BOND_TYPES = 6  # single, double, triple, aromatic, self-loop (4), mask (5)
 NUM_BOND_DIRS = 3
 SELF_LOOP_BOND = 4
@@ -20,7 +20,6 @@ _CHIRALITY = [
     Chem.rdchem.ChiralType.CHI_UNSPECIFIED,
     Chem.rdchem.ChiralType.CHI_TETRAHEDRAL_CW,
     Chem.rdchem.ChiralType.CHI_TETRAHEDRAL_CCW,
-    Chem.rdchem.ChiralType.CHI_OTHER,
 ]
 _BOND_TYPES = [Chem.rdchem.BondType.SINGLE, Chem.rdchem.BondType.DOUBLE, Chem.rdchem.BondType.TRIPLE,
                Chem.rdchem.BondType.AROMATIC]

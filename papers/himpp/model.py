@@ -1,5 +1,6 @@
-"""HiMPP in Flax: GIN encoder with a property-level hypernetwork (FiLM-style node modulation), property-aware
-embedding, relation-graph predictor with a molecule-level controller over layers; plus ProtoNet and MAML heads."""
+"""HiMPP / PACIA in Flax: GIN encoder with a property-level hypernetwork (FiLM-style node modulation), property-aware
+embedding, relation-graph predictor with a hypernetwork classifier and a molecule-level controller after every layer;
+plus ProtoNet and MAML heads. Defaults follow the official PACIA code (LARS-research/PACIA, ``mod=16``)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,9 @@ from papers.himpp.featurize import NUM_ATOM_TYPES, NUM_BOND_DIRS, NUM_BOND_TYPES
 
 Method = Literal["himpp", "no_property", "no_molecule", "par", "protonet", "maml"]
 METHODS: tuple[str, ...] = ("himpp", "no_property", "no_molecule", "par", "protonet", "maml")
+CLASSIFIERS: tuple[str, ...] = ("hyper", "prototype")  # PACIA's ADC hypernetwork | scaled dot product with prototypes
+GIN_NORMS: tuple[str, ...] = ("layer", "batch")  # LayerNorm | Pre-GNN's BatchNorm with frozen statistics
+BATCH_NORM_EPS = 1e-5  # torch.nn.BatchNorm1d's default, as in the Pre-GNN checkpoints
 
 
 def uses_property_level(method: str) -> bool:
@@ -32,9 +36,9 @@ def mean_pool(h: jax.Array, g: GraphBatch) -> jax.Array:
 
 
 def class_means(x: jax.Array, labels: jax.Array, n_classes: int = 2) -> jax.Array:
-    """(C, d) mean of the rows of ``x`` (S, d) in each class; order-invariant within a class."""
+    """(..., C, d) mean of the rows of ``x`` (..., S, d) in each class; order-invariant within a class."""
     onehot = jax.nn.one_hot(labels, n_classes, dtype=x.dtype)
-    return (onehot.T @ x) / jnp.maximum(onehot.sum(0)[:, None], 1.0)
+    return jnp.einsum("sc,...sd->...cd", onehot, x) / jnp.maximum(onehot.sum(0)[:, None], 1.0)
 
 
 def modulate(h: jax.Array, w: jax.Array, b: jax.Array) -> jax.Array:
@@ -74,15 +78,18 @@ class ResidualMLP(nn.Module):
 
 
 class SetEncoder(nn.Module):
-    """Labelled-set encoder: per-sample [x ; onehot(y)] -> 3 residual layers -> class means -> concat -> 3 layers."""
+    """Labelled-set encoder: per-sample [x ; onehot(y)] -> 3 residual layers -> class means -> concat -> 3 layers.
+    ``x`` (..., S, d) -> (..., out): leading axes are independent sets with the same labels."""
 
     hidden: int
     out: int
 
     @nn.compact
     def __call__(self, x: jax.Array, labels: jax.Array) -> jax.Array:
-        z = ResidualMLP(self.hidden)(jnp.concatenate([x, jax.nn.one_hot(labels, 2, dtype=x.dtype)], axis=-1))
-        z = class_means(z, labels).reshape(-1)
+        onehot = jnp.broadcast_to(jax.nn.one_hot(labels, 2, dtype=x.dtype), (*x.shape[:-1], 2))
+        z = ResidualMLP(self.hidden)(jnp.concatenate([x, onehot], axis=-1))
+        z = class_means(z, labels)
+        z = z.reshape(*z.shape[:-2], -1)
         return nn.Dense(self.out)(nn.relu(ResidualMLP(self.hidden)(z)))
 
 
@@ -110,6 +117,21 @@ class GINConv(nn.Module):
         return nn.Dense(self.dim)(nn.relu(nn.Dense(2 * self.dim)(agg)))
 
 
+class FrozenBatchNorm(nn.Module):
+    """Pre-GNN's BatchNorm1d in inference form: (h - mean) / sqrt(var + eps) * scale + bias. ``mean`` / ``var`` come
+    from a converted checkpoint (identity at init) and get no gradient; ``frozen_`` leaves are also kept out of weight
+    decay (training.weight_decay_mask)."""
+
+    @nn.compact
+    def __call__(self, h: jax.Array) -> jax.Array:
+        dim = h.shape[-1]
+        mean = jax.lax.stop_gradient(self.param("frozen_mean", nn.initializers.zeros, (dim,)))
+        var = jax.lax.stop_gradient(self.param("frozen_var", nn.initializers.ones, (dim,)))
+        scale = self.param("scale", nn.initializers.ones, (dim,))
+        bias = self.param("bias", nn.initializers.zeros, (dim,))
+        return (h - mean) * jax.lax.rsqrt(var + BATCH_NORM_EPS) * scale + bias
+
+
 class GINEncoder(nn.Module):
     """GIN over a padded flat graph batch, optionally modulated after each layer by the property hypernetwork."""
 
@@ -118,12 +140,13 @@ class GINEncoder(nn.Module):
     dropout: float
     hyper_hidden: int
     modulated: bool
+    norm: str = "layer"  # GIN_NORMS
 
     def setup(self) -> None:
         self.atom_embed = nn.Embed(NUM_ATOM_TYPES, self.dim)
         self.chirality_embed = nn.Embed(NUM_CHIRALITY, self.dim)
         self.convs = [GINConv(self.dim) for _ in range(self.layers)]
-        self.norms = [nn.LayerNorm() for _ in range(self.layers)]
+        self.norms = [nn.LayerNorm() if self.norm == "layer" else FrozenBatchNorm() for _ in range(self.layers)]
         self.hypernets = [PropertyHypernet(self.dim, self.hyper_hidden) for _ in range(self.layers)] \
             if self.modulated else []
         self.drop = nn.Dropout(self.dropout)
@@ -150,21 +173,56 @@ class GINEncoder(nn.Module):
 
 
 class RelationLayer(nn.Module):
-    """One relation-graph step over [support ; query] per query (PAR): learned edges, top-k, aggregate, update."""
+    """One relation-graph step over [support ; query] per query (PAR / PACIA's EdgeUpdate + NodeUpdate networks):
+    edges MLP(exp(-|x_i - x_j|)) -> sigmoid with self-edges masked, top-k per row (k = rel_k), L1-normalised;
+    node update LeakyReLU(W [x ; A x]). ``residual_norm`` adds LayerNorm(x + update) (this repository's earlier
+    variant; PACIA has none). Returns the new node states and the adjacency (Q, n, n)."""
 
     dim: int
     top_k: int
+    residual_norm: bool = False
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:  # (Q, n, d)
+    def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:  # (Q, n, d)
+        n = x.shape[1]
+        off_diagonal = 1.0 - jnp.eye(n, dtype=x.dtype)
         closeness = jnp.exp(-jnp.abs(x[:, :, None, :] - x[:, None, :, :]))
-        a = nn.sigmoid(nn.Dense(1)(nn.relu(nn.Dense(self.dim)(closeness))))[..., 0]  # (Q, n, n)
-        k = min(self.top_k, x.shape[1])
-        threshold = jnp.sort(a, axis=-1)[..., -k][..., None]
-        a = jnp.where(a >= threshold, a, 0.0)
-        a = a / jnp.sum(a, axis=-1, keepdims=True)
-        update = nn.Dense(self.dim)(nn.relu(nn.Dense(self.dim)(jnp.concatenate([x, a @ x], axis=-1))))
-        return nn.LayerNorm()(x + update)
+        e = nn.leaky_relu(nn.Dense(self.dim)(nn.leaky_relu(nn.Dense(2 * self.dim)(closeness))))
+        a = nn.sigmoid(nn.Dense(1)(e))[..., 0] * off_diagonal  # self-edges masked before top-k
+        _, idx = jax.lax.top_k(a, min(self.top_k, n - 1))
+        a = a * jnp.sum(jax.nn.one_hot(idx, n, dtype=x.dtype), axis=-2) * off_diagonal  # and in the node update
+        a = a / jnp.maximum(jnp.sum(a, axis=-1, keepdims=True), 1e-12)
+        update = nn.leaky_relu(nn.Dense(self.dim)(jnp.concatenate([x, a @ x], axis=-1)))
+        return (nn.LayerNorm()(x + update) if self.residual_norm else update), a
+
+
+class HyperClassifier(nn.Module):
+    """PACIA's adaptive classifier (ADC): an MLP hypernetwork maps each class prototype of the support nodes to that
+    class's (w_c, b_c); logit_c = w_c . x_q + b_c. ``kind="prototype"``: w_c = prototype / sqrt(d), b_c = 0."""
+
+    dim: int
+    kind: str = "hyper"  # CLASSIFIERS
+
+    @nn.compact
+    def __call__(self, xs: jax.Array, ys: jax.Array, xq: jax.Array) -> jax.Array:  # (Q, S, d), (S,), (Q, d)
+        prototypes = class_means(xs, ys)  # (Q, 2, d)
+        if self.kind == "prototype":
+            return jnp.einsum("qd,qcd->qc", xq, prototypes) / jnp.sqrt(self.dim)
+        w = nn.Dense(self.dim)(nn.leaky_relu(ResidualMLP(self.dim, depth=1)(prototypes)))
+        b = nn.Dense(1)(nn.leaky_relu(ResidualMLP(self.dim, depth=1)(prototypes)))[..., 0]
+        return jnp.einsum("qd,qcd->qc", xq, w) + b
+
+
+class LayerController(nn.Module):
+    """PACIA's molecule-level controller (Ctrl), shared by the layers: the score p_l of a query from that layer's
+    support set-encoding (support node states + labels) and the query's node state."""
+
+    hidden: int
+
+    @nn.compact
+    def __call__(self, xs: jax.Array, ys: jax.Array, xq: jax.Array) -> jax.Array:  # (Q, S, d), (S,), (Q, d)
+        code = SetEncoder(self.hidden, self.hidden)(xs, ys)  # (Q, hidden)
+        return nn.Dense(1)(nn.leaky_relu(ResidualMLP(self.hidden, depth=1)(jnp.concatenate([code, xq], -1))))[:, 0]
 
 
 class FewShotModel(nn.Module):
@@ -178,24 +236,27 @@ class FewShotModel(nn.Module):
     hyper_hidden: int
     embed_dim: int
     predictor_layers: int
-    top_k: int
+    top_k: int  # rel_k: edges kept per node (PACIA: n_shot_train)
     maml_inner_steps: int
     maml_inner_lr: float
+    relation_residual_norm: bool
+    classifier: str
+    gin_norm: str
 
     def setup(self) -> None:
         self.encoder = GINEncoder(self.hidden, self.gin_layers, self.dropout, self.hyper_hidden,
-                                  uses_property_level(self.method))
+                                  uses_property_level(self.method), self.gin_norm)
         if self.method == "maml":
             self.head_w = self.param("head_w", nn.initializers.zeros, (self.hidden, 2))
             self.head_b = self.param("head_b", nn.initializers.zeros, (2,))
         if self.method in ("protonet", "maml"):
             return
         self.context_mlp = ResidualMLP(self.embed_dim, depth=2)
-        self.relation_layers = [RelationLayer(self.embed_dim, self.top_k) for _ in range(self.predictor_layers)]
+        self.relation_layers = [RelationLayer(self.embed_dim, self.top_k, self.relation_residual_norm)
+                                for _ in range(self.predictor_layers)]
+        self.classifier_head = HyperClassifier(self.embed_dim, self.classifier)  # shared by the layers, as in PACIA
         if uses_molecule_level(self.method):
-            self.support_set_encoder = SetEncoder(self.hyper_hidden, self.hyper_hidden)
-            self.controller = ResidualMLP(self.hyper_hidden, depth=1)
-            self.controller_out = nn.Dense(self.predictor_layers)
+            self.controller = LayerController(self.hyper_hidden)
 
     def encode_support(self, gs: GraphBatch, ys: jax.Array, train: bool = False) -> tuple[jax.Array, list]:
         return self.encoder(gs, ys, None, train)
@@ -216,17 +277,16 @@ class FewShotModel(nn.Module):
         eq = self.context_mlp(jnp.concatenate([q, jnp.broadcast_to(context, q.shape)], -1))
         n_s = es.shape[0]
         x = jnp.concatenate([jnp.broadcast_to(es, (eq.shape[0], *es.shape)), eq[:, None, :]], axis=1)
-        logits = []
-        for layer in self.relation_layers:
-            x = layer(x)
-            prototypes = jax.vmap(lambda xs: class_means(xs, ys))(x[:, :n_s])  # (Q, 2, d) ADC class weights
-            logits.append(jnp.einsum("qd,qcd->qc", x[:, n_s], prototypes) / jnp.sqrt(self.embed_dim))
+        logits, scores = [], []
+        for layer in self.relation_layers:  # Sec. 3.3: a classifier and a controller score after every layer
+            x, _ = layer(x)
+            logits.append(self.classifier_head(x[:, :n_s], ys, x[:, n_s]))
+            if uses_molecule_level(self.method):
+                scores.append(self.controller(x[:, :n_s], ys, x[:, n_s]))
         layer_logits = jnp.stack(logits, axis=1)
-        if not uses_molecule_level(self.method):
+        if not scores:
             return layer_logits, jnp.zeros(layer_logits.shape[:2])
-        task_code = self.support_set_encoder(es, ys)
-        inp = jnp.concatenate([jnp.broadcast_to(task_code, (eq.shape[0], task_code.shape[0])), eq], axis=-1)
-        return layer_logits, self.controller_out(nn.relu(self.controller(inp)))
+        return layer_logits, jnp.stack(scores, axis=1)
 
     def _maml(self, s: jax.Array, ys: jax.Array, q: jax.Array) -> tuple[jax.Array, jax.Array]:
         """MAML (Finn et al. 2017) with the inner loop on the linear head (jax.grad through the steps)."""

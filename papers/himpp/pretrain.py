@@ -28,10 +28,11 @@ class AtomMasking(nn.Module):
     dim: int
     layers: int
     dropout: float
+    norm: str = "layer"
 
     @nn.compact
     def __call__(self, g: GraphBatch, train: bool = False) -> jax.Array:
-        h, _ = GINEncoder(self.dim, self.layers, self.dropout, 1, False, name="encoder")(
+        h, _ = GINEncoder(self.dim, self.layers, self.dropout, 1, False, self.norm, name="encoder")(
             g, train=train, return_nodes=True)
         return nn.Dense(NUM_ATOM_TYPES, name="head")(h)
 
@@ -51,9 +52,9 @@ def training_smiles(bench: FewShotBenchmark) -> list[str]:
 
 def pretrain_encoder(smiles: Sequence[str], dim: int, layers: int, dropout: float, steps: int, batch: int,
                      lr: float, seed: int, cache: GraphCache, ckpt: Path | None = None,
-                     progress: bool = True) -> tuple[Any, list[float]]:
+                     progress: bool = True, norm: str = "layer") -> tuple[Any, list[float]]:
     """Attribute-masking pretraining (15% of atoms); returns the encoder's parameters and the loss curve."""
-    model = AtomMasking(dim, layers, dropout)
+    model = AtomMasking(dim, layers, dropout, norm)
     optimizer = optax.adam(lr)
     rng = np.random.default_rng(seed)
 

@@ -16,11 +16,17 @@ from typing import Any
 
 import numpy as np
 
-from papers.himpp.common import load_benchmark, plot_losses, pretrained_encoder, train_and_test
+from papers.himpp.common import (
+    attribute_masking,
+    initial_encoder,
+    load_benchmark,
+    plot_losses,
+    train_and_test,
+)
 from papers.himpp.config import HiMPPConfig
 from papers.himpp.featurize import GraphCache
 from papers.himpp.training import CHECKPOINT
-from shared.runs import Run, load_config, parse_run_args
+from shared.runs import Run, entrypoint, load_config, parse_run_args
 
 PRETRAINED = ("himpp", "par")  # the methods also run from the pretrained encoder
 LABELS = {"himpp": "HiMPP", "no_property": "HiMPP w/o property-level", "no_molecule": "HiMPP w/o molecule-level",
@@ -38,13 +44,14 @@ def run_grid(cfg: HiMPPConfig, out: Path, on_row: Callable[[list[dict[str, Any]]
     """Train and test every cell of the grid (skipping finished ones); returns the runs' metrics.
     ``on_row`` sees the rows so far after each run (reproduce.py rewrites its partial results)."""
     rows = []
-    benches, inits, pre_curves = {}, {}, {}
+    benches, base_inits, inits, pre_curves = {}, {}, {}, {}
     for dataset in cfg.datasets:  # featurise once; pretrain once per data set (shared by every shot and method)
         cache = GraphCache()
         benches[dataset] = (load_benchmark(dataset, cache, cfg.fsmol_max_tasks_per_split), cache)
-        inits[dataset], pre_curves[dataset] = pretrained_encoder(
-            dataclasses.replace(cfg, dataset=dataset), benches[dataset][0], cache, out / f"pretrain_{dataset}",
-            progress)
+        data_cfg = dataclasses.replace(cfg, dataset=dataset)
+        base_inits[dataset], _ = initial_encoder(data_cfg, benches[dataset][0], cache, out / f"init_{dataset}", progress)
+        inits[dataset], pre_curves[dataset] = attribute_masking(data_cfg, cfg.grid_pretrain_steps, benches[dataset][0],
+                                                                cache, out / f"pretrain_{dataset}", progress)
         if pre_curves[dataset]:
             plot_losses({f"attribute masking ({dataset})": pre_curves[dataset]}, out / f"pretrain_{dataset}_loss.png")
     for k in cfg.shots:
@@ -57,13 +64,16 @@ def run_grid(cfg: HiMPPConfig, out: Path, on_row: Callable[[list[dict[str, Any]]
                         if pre and (init is None or method not in PRETRAINED):
                             continue
                         run_cfg = dataclasses.replace(cfg, dataset=dataset, k_shot=k, method=method, seed=seed)
+                        if pre:  # the +pretrain rows' configs say what their encoder started from
+                            run_cfg = dataclasses.replace(run_cfg, pretrained_gin=None,
+                                                          pretrain_steps=cfg.grid_pretrain_steps)
                         run_dir = out / "runs" / f"{dataset}_{k}shot_{variant_name(method, pre)}_s{seed}"
                         done = run_dir / "metrics.json"
                         if done.exists():
                             metrics = json.loads(done.read_text())
                         else:
-                            metrics = train_and_test(run_cfg, run_dir, cache, bench, init if pre else None,
-                                                     progress)
+                            metrics = train_and_test(run_cfg, run_dir, cache, bench,
+                                                     init if pre else base_inits[dataset], progress)
                             (run_dir / CHECKPOINT).unlink(missing_ok=True)  # keep committed results small
                         metrics["losses_file"] = str(run_dir / "metrics.jsonl")
                         rows.append({**metrics, "variant": variant_name(method, pre), "seed": seed})
@@ -71,28 +81,47 @@ def run_grid(cfg: HiMPPConfig, out: Path, on_row: Callable[[list[dict[str, Any]]
                             on_row(rows)
     for dataset in cfg.datasets:
         shutil.rmtree(out / f"pretrain_{dataset}", ignore_errors=True)
+        shutil.rmtree(out / f"init_{dataset}", ignore_errors=True)
     return rows
 
 
 def summarise(rows: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, float]]]:
-    """variant -> 'dataset k-shot' -> mean / std of the test ROC-AUC over seeds (over support draws if 1 seed)."""
+    """variant -> 'dataset k-shot' -> final-step test ROC-AUC (mean and standard error: over seeds when there are
+    several, else over the support draws), the best-over-checkpoints ROC-AUC (as PAR / PACIA report; NaN when the
+    run had no eval_every), and training convergence (last-10-step loss against the constant-prior loss)."""
     table: dict[str, dict[str, dict[str, float]]] = {}
     cells: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for r in rows:
         cells.setdefault((r["variant"], f"{r['dataset']} {r['k_shot']}-shot"), []).append(r)
     for (variant, column), runs in cells.items():
         aucs = np.array([r["roc_auc"] for r in runs])
-        std = float(aucs.std()) if len(runs) > 1 else float(runs[0]["roc_auc_std"])
-        table.setdefault(variant, {})[column] = {"mean": float(aucs.mean()), "std": std, "n_seeds": len(runs)}
+        sem = float(aucs.std(ddof=1) / np.sqrt(len(runs))) if len(runs) > 1 else float(runs[0]["roc_auc_sem"])
+        best = [r.get("roc_auc_best_checkpoint", float("nan")) for r in runs]
+        table.setdefault(variant, {})[column] = {
+            "mean": float(aucs.mean()), "sem": sem, "n_seeds": len(runs),
+            "sem_over": "seeds" if len(runs) > 1 else "support draws",
+            "best_checkpoint": float(np.mean(best)),
+            "train_loss_last": float(np.mean([r["train_loss_last"] for r in runs])),
+            "prior_loss": float(np.mean([r["prior_loss"] for r in runs]))}
     return table
 
 
 def markdown(table: dict[str, dict[str, dict[str, float]]], columns: list[str]) -> str:
-    lines = ["| method | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    """One row per method: final-step mean ± SE | best over checkpoints | train loss (last 10 steps) / prior loss."""
+    header = "| method | " + " | ".join(f"{c} final ± SE | {c} best ckpt* | {c} loss / prior" for c in columns) + " |"
+    lines = [header, "|---" * (3 * len(columns) + 1) + "|"]
     for variant, cells in table.items():
         method, _, pre = variant.partition("+")
         name = LABELS[method] + (" + attribute-masking pretraining" if pre else "")
-        vals = [f"{100 * cells[c]['mean']:.2f} ± {100 * cells[c]['std']:.2f}" if c in cells else "-" for c in columns]
+        vals = []
+        for c in columns:
+            if c not in cells:
+                vals += ["-", "-", "-"]
+                continue
+            cell = cells[c]
+            best = "-" if np.isnan(cell["best_checkpoint"]) else f"{100 * cell['best_checkpoint']:.2f}"
+            vals += [f"{100 * cell['mean']:.2f} ± {100 * cell['sem']:.2f}", best,
+                     f"{cell['train_loss_last']:.3f} / {cell['prior_loss']:.3f}"]
         lines.append(f"| {name} | " + " | ".join(vals) + " |")
     return "\n".join(lines)
 
@@ -105,7 +134,7 @@ def plot_bars(table: dict[str, dict[str, dict[str, float]]], columns: list[str],
     for i, (variant, cells) in enumerate(table.items()):
         xs = [j + i * width for j, c in enumerate(columns) if c in cells]
         ax.bar(xs, [100 * cells[c]["mean"] for c in columns if c in cells], width,
-               yerr=[100 * cells[c]["std"] for c in columns if c in cells], label=variant)
+               yerr=[100 * cells[c]["sem"] for c in columns if c in cells], label=variant)
     ax.set_xticks([j + 0.4 - width / 2 for j in range(len(columns))], columns)
     ax.axhline(50, color="grey", lw=0.8, ls="--")
     ax.set_ylabel("test ROC-AUC (%)")
@@ -137,10 +166,16 @@ def write_results(cfg: HiMPPConfig, config_path: str, out: Path, rows: list[dict
         row["train_loss"] for row in map(json.loads, Path(r["losses_file"]).read_text().splitlines())
         if "train_loss" in row] for r in rows if r["variant"] == "himpp"}, out / "himpp_loss.png")
     status = "" if final else " (PARTIAL: the grid is still running or was interrupted)"
-    report = (f"# HiMPP reproduction ({config_path}){status}\n\nTest ROC-AUC (%), mean ± std "
-              f"(over seeds, or over {cfg.test_repeats} support draws when one seed), "
-              f"{cfg.test_max_queries or 'all'} queries per test episode"
-              f"{' (every remaining positive kept)' if cfg.test_keep_positives else ''}.\n\n{text}\n\n{PAPER_NOTE}\n")
+    report = (f"# HiMPP reproduction ({config_path}){status}\n\nTest ROC-AUC (%) averaged over the test tasks. "
+              f"**final ± SE**: the model after the last step, {cfg.test_repeats} support draws per test task, "
+              f"{cfg.test_max_queries or 'every remaining molecule as a'} quer{'ies' if cfg.test_max_queries else 'y'}"
+              f" per test episode{' (every remaining positive kept)' if cfg.test_keep_positives else ''}; standard "
+              f"error over seeds ({len(cfg.seeds)}) when more than one, else over the support draws. "
+              f"**best ckpt\\***: best over checkpoints (as PAR/PACIA report): the highest test ROC-AUC among "
+              f"evaluations every {cfg.eval_every or '-'} steps (one support draw each, every query), i.e. model "
+              f"selection on the test tasks, only for comparison with the papers' numbers. **loss / prior**: "
+              f"training loss over the last 10 steps vs. the loss of always predicting the training queries' "
+              f"positive rate (a model that learnt nothing beyond the prior).\n\n{text}\n\n{PAPER_NOTE}\n")
     (out / "results.md").write_text(report)
     results = {"table": table, "runs": [{k: v for k, v in r.items() if k != "losses_file"} for r in rows]}
     (out / "results.json").write_text(json.dumps(results, indent=2))
@@ -148,4 +183,4 @@ def write_results(cfg: HiMPPConfig, config_path: str, out: Path, rows: list[dict
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(entrypoint(main))

@@ -12,10 +12,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from tqdm import tqdm
 
-from papers.himpp.config import HiMPPConfig
-from papers.himpp.episodes import Episode, check_disjoint, sample_episode, sample_test_episode, usable
+from papers.himpp.config import HiMPPConfig, relation_k
+from papers.himpp.episodes import (
+    Episode,
+    check_disjoint,
+    fits_episode,
+    sample_episode,
+    sample_test_episode,
+    usable,
+)
 from papers.himpp.featurize import GraphBatch, GraphCache, batch_graphs, batch_size_of, bucket, stack_batches
 from papers.himpp.model import FewShotModel, controller_loss, select_layer_logits, uses_molecule_level
 from shared.data.molecules import FewShotBenchmark
@@ -28,8 +36,32 @@ CHECKPOINT = "checkpoint.pkl"
 def make_model(cfg: HiMPPConfig, method: str | None = None) -> FewShotModel:
     return FewShotModel(method=method or cfg.method, hidden=cfg.hidden, gin_layers=cfg.gin_layers,
                         dropout=cfg.dropout, hyper_hidden=cfg.hyper_hidden, embed_dim=cfg.embed_dim,
-                        predictor_layers=cfg.predictor_layers, top_k=cfg.top_k,
-                        maml_inner_steps=cfg.maml_inner_steps, maml_inner_lr=cfg.maml_inner_lr)
+                        predictor_layers=cfg.predictor_layers, top_k=relation_k(cfg),
+                        maml_inner_steps=cfg.maml_inner_steps, maml_inner_lr=cfg.maml_inner_lr,
+                        relation_residual_norm=cfg.relation_residual_norm, classifier=cfg.classifier,
+                        gin_norm=cfg.gin_norm)
+
+
+def weight_decay_mask(params: Any) -> Any:
+    """True for every leaf but the frozen BatchNorm statistics (``frozen_*``), which AdamW must not decay."""
+    return jax.tree_util.tree_map_with_path(
+        lambda path, _: not str(getattr(path[-1], "key", "")).startswith("frozen_"), params)
+
+
+def make_optimizer(lr: float, weight_decay: float) -> optax.GradientTransformation:
+    return optax.adamw(lr, weight_decay=weight_decay, mask=weight_decay_mask)  # Sec. 4.1: AdamW
+
+
+def episode_mesh(n_devices: int, tasks_per_batch: int) -> Mesh:
+    """A 1-D mesh over ``n_devices`` local devices (0: all) along which the meta-batch of episodes is split."""
+    devices = jax.local_devices()
+    n = n_devices or len(devices)
+    if n > len(devices):
+        raise ValueError(f"devices={n} but only {len(devices)} local devices are visible")
+    if tasks_per_batch % n:
+        raise ValueError(f"tasks_per_batch={tasks_per_batch} must be divisible by the {n} devices it is sharded over"
+                         f" (set devices= to a divisor, or change tasks_per_batch)")
+    return Mesh(np.array(devices[:n]), ("episodes",))
 
 
 def usable_tasks(bench: FewShotBenchmark, ids: Sequence[int], k_shot: int, n_query_per_class: int) -> list[int]:
@@ -75,19 +107,28 @@ def episode_loss(model: FewShotModel, params: Any, gs: GraphBatch, ys: jax.Array
 
 
 @functools.cache
-def make_train_step(model: FewShotModel, lr: float, weight_decay: float):
-    """One meta-update over a batch of episodes (Alg. 1): mean episode loss, AdamW step (cached per model, so
-    that runs of the same model in one process compile once)."""
-    optimizer = optax.adamw(lr, weight_decay=weight_decay)  # Sec. 4.1: AdamW
+def make_train_step(model: FewShotModel, lr: float, weight_decay: float, mesh: Mesh):
+    """One meta-update over a batch of episodes (Alg. 1): mean episode loss, AdamW step. The episodes (and their
+    dropout keys, split from one key as on one device) are sharded over ``mesh``; each device takes the gradient of
+    its episodes' share of the mean and the shares are summed (psum), so the update equals the 1-device one.
+    Cached per model and mesh, so that runs of the same model in one process compile once."""
+    optimizer = make_optimizer(lr, weight_decay)
+    episodes, replicated = PartitionSpec("episodes"), PartitionSpec()
 
-    def batch_loss(params, gs, ys, gq, yq, key):
-        keys = jax.random.split(key, ys.shape[0])
-        losses = jax.vmap(lambda a, b, c, d, k: episode_loss(model, params, a, b, c, d, k))(gs, ys, gq, yq, keys)
-        return jnp.mean(losses)
+    def local_grads(params, gs, ys, gq, yq, keys, n_total):
+        def share(p):
+            losses = jax.vmap(lambda a, b, c, d, k: episode_loss(model, p, a, b, c, d, k))(gs, ys, gq, yq, keys)
+            return jnp.sum(losses) / n_total
+        loss, grads = jax.value_and_grad(share)(params)
+        return jax.lax.psum(loss, "episodes"), jax.lax.psum(grads, "episodes")
 
     @jax.jit
     def step(params, opt_state, gs, ys, gq, yq, key):
-        loss, grads = jax.value_and_grad(batch_loss)(params, gs, ys, gq, yq, key)
+        keys = jax.random.split(key, ys.shape[0])
+        sharded = jax.shard_map(functools.partial(local_grads, n_total=ys.shape[0]), mesh=mesh,
+                                in_specs=(replicated, episodes, episodes, episodes, episodes, episodes),
+                                out_specs=(replicated, replicated), check_vma=False)
+        loss, grads = sharded(params, gs, ys, gq, yq, keys)
         updates, opt_state = optimizer.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, loss
 
@@ -96,25 +137,43 @@ def make_train_step(model: FewShotModel, lr: float, weight_decay: float):
 
 def init_params(model: FewShotModel, cfg: HiMPPConfig, bench: FewShotBenchmark, cache: GraphCache) -> Any:
     """Parameters from an example episode of the first training task, seeded by ``cfg.seed``."""
-    task = bench.tasks[usable_tasks(bench, bench.train_tasks, cfg.k_shot, cfg.n_query // 2 + 1)[0]]
-    ep = sample_episode(task, cfg.k_shot, cfg.n_query, np.random.default_rng(0))
+    task = bench.tasks[train_task_ids(cfg, bench)[0]]
+    ep = sample_episode(task, cfg.k_shot, cfg.n_query, np.random.default_rng(0), cfg.train_queries == "balanced")
     gs, ys, gq, _ = episode_batch([ep], cache)
     first = lambda tree: jax.tree.map(lambda x: x[0], tree)  # noqa: E731
     key = jax.random.key(cfg.seed)
     return model.init({"params": key, "dropout": key}, first(gs), ys[0], first(gq))["params"]
 
 
+def train_task_ids(cfg: HiMPPConfig, bench: FewShotBenchmark) -> list[int]:
+    """Training tasks that can fill an episode (K per class in the support, then the queries)."""
+    balanced = cfg.train_queries == "balanced"
+    kept = [t for t in bench.train_tasks if fits_episode(bench.tasks[t], cfg.k_shot, cfg.n_query, balanced)]
+    if not kept:
+        raise ValueError(f"{bench.name}: no training task can fill a {cfg.k_shot}-shot episode with {cfg.n_query} "
+                         f"{cfg.train_queries} queries")
+    return kept
+
+
+def peak_memory_bytes() -> int:
+    """Peak memory of the first accelerator (0 on CPU, whose allocator keeps no statistics)."""
+    stats = jax.local_devices()[0].memory_stats() or {}
+    return int(stats.get("peak_bytes_in_use", 0))
+
+
 def train(cfg: HiMPPConfig, bench: FewShotBenchmark, out: str | Path, cache: GraphCache | None = None,
           init: Any | None = None, run: Run | None = None, progress: bool = True) -> tuple[Any, dict[str, Any]]:
     """Meta-train ``cfg.method`` on the benchmark's training tasks; resumes from ``out/checkpoint.pkl``.
 
-    ``init`` replaces the encoder's pretrained parts before training (self-supervised pretraining).
+    ``init`` replaces the encoder's pretrained parts before training (Pre-GNN weights or attribute masking). With
+    ``eval_every`` the model is also tested every that many steps (and at the last), one support draw per test task
+    and every query, as PAR / PACIA's ``test_step`` does: the history behind the best-over-checkpoints column.
     """
     check_disjoint(bench)
     cache = cache or GraphCache()
     out = Path(out)
     model = make_model(cfg)
-    train_ids = usable_tasks(bench, bench.train_tasks, cfg.k_shot, cfg.n_query - cfg.n_query // 2)
+    train_ids = train_task_ids(cfg, bench)
     ckpt = out / CHECKPOINT
     if ckpt.exists():
         try:
@@ -124,35 +183,73 @@ def train(cfg: HiMPPConfig, bench: FewShotBenchmark, out: str | Path, cache: Gra
         params, opt_state, start = state["params"], state["opt_state"], state["step"]
         rng = np.random.default_rng()
         rng.bit_generator.state = state["rng"]
-        losses = list(state["losses"])
+        losses, checkpoint_aucs = list(state["losses"]), list(state.get("checkpoint_aucs", []))
     else:
         params = init_params(model, cfg, bench, cache)
         if init is not None:
             params = {**params, "encoder": {**params["encoder"], **init}}
-        opt_state, start, losses = optax.adamw(cfg.lr, weight_decay=cfg.weight_decay).init(params), 0, []
+        opt_state, start, losses = make_optimizer(cfg.lr, cfg.weight_decay).init(params), 0, []
+        checkpoint_aucs: list[tuple[int, float]] = []
         rng = np.random.default_rng(cfg.seed)
-    step_fn = make_train_step(model, cfg.lr, cfg.weight_decay)
+    mesh = episode_mesh(cfg.devices, cfg.tasks_per_batch)
+    step_fn = make_train_step(model, cfg.lr, cfg.weight_decay, mesh)
+    shard = NamedSharding(mesh, PartitionSpec("episodes"))
     base_key = jax.random.key(cfg.seed)
-    t0 = time.perf_counter()
+    balanced = cfg.train_queries == "balanced"
+    train_time, eval_time = 0.0, 0.0
     bar = tqdm(range(start, cfg.steps), desc=f"train {cfg.method} {bench.name} {cfg.k_shot}-shot",
                disable=not progress, initial=start, total=cfg.steps, leave=False)
     for step in bar:
+        t0 = time.perf_counter()
         task_ids = rng.choice(train_ids, size=cfg.tasks_per_batch, replace=len(train_ids) < cfg.tasks_per_batch)
-        episodes = [sample_episode(bench.tasks[t], cfg.k_shot, cfg.n_query, rng) for t in task_ids]
-        params, opt_state, loss = step_fn(params, opt_state, *episode_batch(episodes, cache),
-                                          jax.random.fold_in(base_key, step))
+        episodes = [sample_episode(bench.tasks[t], cfg.k_shot, cfg.n_query, rng, balanced) for t in task_ids]
+        batch = jax.device_put(episode_batch(episodes, cache), shard)
+        params, opt_state, loss = step_fn(params, opt_state, *batch, jax.random.fold_in(base_key, step))
         loss = float(loss)
+        train_time += time.perf_counter() - t0
         if not np.isfinite(loss):
             raise FloatingPointError(f"loss became {loss} at step {step}")
         losses.append(loss)
         bar.set_postfix(loss=f"{loss:.4f}")
-        if run is not None and (step + 1) % cfg.log_every == 0:
-            run.log(step + 1, train_loss=float(np.mean(losses[-cfg.log_every:])))
+        logged: dict[str, float] = {}
+        if (step + 1) % cfg.log_every == 0:
+            logged["train_loss"] = float(np.mean(losses[-cfg.log_every:]))
+        if cfg.eval_every and ((step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps):
+            t1 = time.perf_counter()
+            auc = evaluate(cfg, bench, params, cache, repeats=1, draw_offset=1000 + step, progress=False)["roc_auc"]
+            eval_time += time.perf_counter() - t1
+            checkpoint_aucs.append((step + 1, auc))
+            logged["test_roc_auc_checkpoint"] = auc
+        if run is not None and logged:
+            run.log(step + 1, **logged)
         if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
             save_checkpoint(ckpt, {"params": jax.device_get(params), "opt_state": jax.device_get(opt_state),
-                                   "step": step + 1, "rng": rng.bit_generator.state, "losses": losses})
-    return params, {"train_loss_last": float(np.mean(losses[-10:])) if losses else float("nan"),
-                    "train_steps": cfg.steps, "train_seconds": time.perf_counter() - t0, "losses": losses}
+                                   "step": step + 1, "rng": rng.bit_generator.state, "losses": losses,
+                                   "checkpoint_aucs": checkpoint_aucs})
+    done = cfg.steps - start
+    return params, {"train_loss_first": float(np.mean(losses[:10])) if losses else float("nan"),
+                    "train_loss_last": float(np.mean(losses[-10:])) if losses else float("nan"),
+                    "first_loss": losses[0] if losses else float("nan"),
+                    "final_loss": losses[-1] if losses else float("nan"),
+                    "prior_loss": prior_loss(cfg, bench, train_ids),
+                    "train_steps": cfg.steps, "train_seconds": train_time, "checkpoint_eval_seconds": eval_time,
+                    "steps_per_s": done / train_time if train_time else float("nan"),
+                    "samples_per_s": done * cfg.tasks_per_batch / train_time if train_time else float("nan"),
+                    "devices": mesh.size, "peak_gpu_memory_bytes": peak_memory_bytes(),
+                    "checkpoint_aucs": checkpoint_aucs, "losses": losses}
+
+
+def prior_loss(cfg: HiMPPConfig, bench: FewShotBenchmark, train_ids: Sequence[int]) -> float:
+    """Cross-entropy of always predicting the training queries' positive rate: the loss of a model that learnt
+    nothing but the class prior (ln 2 for balanced queries), to read training convergence against."""
+    if cfg.train_queries == "balanced":
+        return float(np.log(2.0))
+    rates = []
+    for t in train_ids:  # expected query positive rate of each task: the rest of it after the balanced support
+        task = bench.tasks[t]
+        rates.append((task.n_pos - cfg.k_shot) / (len(task.labels) - 2 * cfg.k_shot))
+    p = float(np.mean(rates))
+    return float(-(p * np.log(p) + (1 - p) * np.log(1 - p)))
 
 
 @functools.cache
@@ -193,23 +290,29 @@ def score_episode(support_fn, query_fn, params: Any, ep: Episode, cache: GraphCa
 
 
 def evaluate(cfg: HiMPPConfig, bench: FewShotBenchmark, params: Any, cache: GraphCache | None = None,
-             method: str | None = None, progress: bool = True) -> dict[str, Any]:
-    """Sec. 4.1: ROC-AUC on each test task, averaged over tasks; ``test_repeats`` support draws per task."""
+             method: str | None = None, progress: bool = True, repeats: int | None = None,
+             draw_offset: int = 0) -> dict[str, Any]:
+    """Sec. 4.1: ROC-AUC on each test task, averaged over tasks, for ``repeats`` (default ``test_repeats``) support
+    draws per task; the spread is reported as the standard error of the per-draw means."""
     check_disjoint(bench)
     cache = cache or GraphCache()
     model = make_model(cfg, method)
     support_fn, query_fn = make_scorers(model)
     test_ids = usable_tasks(bench, bench.test_tasks, cfg.k_shot, 1)
-    per_repeat = np.zeros((cfg.test_repeats, len(test_ids)))
-    t0, n_episodes = time.perf_counter(), 0
-    jobs = [(r, j, t) for r in range(cfg.test_repeats) for j, t in enumerate(test_ids)]
+    repeats = repeats or cfg.test_repeats
+    per_repeat = np.zeros((repeats, len(test_ids)))
+    t0, n_episodes, n_queries = time.perf_counter(), 0, 0
+    jobs = [(r, j, t) for r in range(repeats) for j, t in enumerate(test_ids)]
     for r, j, t in tqdm(jobs, desc=f"test {model.method} {bench.name}", disable=not progress, leave=False):
-        rng = np.random.default_rng([cfg.seed, t, r])
+        rng = np.random.default_rng([cfg.seed, t, draw_offset + r])
         ep = sample_test_episode(bench.tasks[t], cfg.k_shot, rng, cfg.test_max_queries, cfg.test_keep_positives)
         per_repeat[r, j] = roc_auc(ep.query_labels, score_episode(support_fn, query_fn, params, ep, cache,
                                                                   cfg.query_chunk))
         n_episodes += 1
+        n_queries += len(ep.query_labels)
     mean_over_tasks = per_repeat.mean(axis=1)
-    return {"roc_auc": float(mean_over_tasks.mean()), "roc_auc_std": float(mean_over_tasks.std()),
+    sem = float(mean_over_tasks.std(ddof=1) / np.sqrt(repeats)) if repeats > 1 else float("nan")
+    return {"roc_auc": float(mean_over_tasks.mean()), "roc_auc_sem": sem,
+            "roc_auc_per_draw": mean_over_tasks.tolist(),
             "per_task": {bench.tasks[t].name or str(t): float(per_repeat[:, j].mean()) for j, t in enumerate(test_ids)},
-            "test_episodes": n_episodes, "test_seconds": time.perf_counter() - t0}
+            "test_episodes": n_episodes, "test_queries": n_queries, "test_seconds": time.perf_counter() - t0}

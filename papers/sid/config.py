@@ -11,6 +11,11 @@ class Config:
     task: Literal["toy", "image"] = "toy"
     seed: int = 0
     threads: int = 1  # torch CPU threads (1 is fastest on the shared 2-core box); 0 keeps torch default
+    # where and how train.py runs (shared.accel.setup_training; torchrun for several processes)
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    precision: str = "auto"  # auto (bf16 on CUDA sm>=8, fp16 older CUDA, fp32 CPU) | bf16 | fp16 | fp32
+    micro_batch_size: int = 0  # rows per forward/backward on one process (0: the whole per-process batch)
+    strategy: str = "ddp"  # only ddp: both nets stay bare modules whose gradients are all-reduced
     # data / teacher
     mixture: str = "ring8"  # shared.data toy2d preset (task=toy)
     dataset: str = "mnist"  # mnist | fashion_mnist (task=image)
@@ -25,6 +30,7 @@ class Config:
     pretrain_ema_halflife_kimg: float = 500.0  # EMA of the pretrained net (EDM default; the ramp-up below governs short runs)
     teacher_seed: int = -1  # seed of the teacher / init pretraining; -1 = seed (set it to share one teacher across seeds)
     toy_teacher: Literal["exact", "mlp"] = "exact"  # 2-D: the analytic mixture denoiser, or the EDM-trained MLP
+    random_teacher: bool = False  # speed/memory checks only (gpu_check): untrained U-Net teacher, random images
     teacher_cache: bool = True  # image teachers are kept under data_home()/sid and reused
     heun_steps: int = 18  # EDM Heun sampler: 18 steps = 35 evaluations
     # SiD (Zhou et al. 2024, Sec. 4 and official run_sid.sh)
@@ -47,7 +53,7 @@ class Config:
     gan_start_kimg: float = 0.0  # generator uses 0.5 SiD + 0.5 GAN once this many kimg have been seen
     # bookkeeping
     eval_every: int = 200
-    eval_samples: int = 2000
+    eval_samples: int = 2000  # 0: train.py skips the evaluations
     checkpoint_every: int = 500
     log_every: int = 50
     bench_batch: int = 256
@@ -71,5 +77,9 @@ class Config:
             raise ValueError("ema_rampup_ratio and pretrain_ema_halflife_kimg must be >= 0")
         if self.toy_teacher == "mlp" and self.task != "toy":
             raise ValueError("toy_teacher=mlp is for task=toy (image teachers are always EDM-trained networks)")
+        if self.strategy != "ddp":
+            raise ValueError(f"strategy must be ddp (SiD all-reduces two bare nets), got {self.strategy!r}")
+        if self.random_teacher and (self.task != "image" or self.eval_samples or self.gan):
+            raise ValueError("random_teacher is for speed checks of task=image with eval_samples=0 and gan=false")
         if self.task == "image" and self.dataset not in ("mnist", "fashion_mnist"):
             raise ValueError(f"image task supports mnist and fashion_mnist, got {self.dataset!r}")

@@ -61,11 +61,20 @@ def weighted_denoising_error(denoised: torch.Tensor, x0: torch.Tensor, sigma: to
     return (weight * (denoised - x0) ** 2).flatten(1).sum(1)
 
 
+def denoising_loss(denoiser: Denoiser, x0: torch.Tensor, sigma: torch.Tensor, noise: torch.Tensor, sigma_data: float,
+                   labels: torch.Tensor | None = None) -> torch.Tensor:
+    """Batch mean of lambda(sigma) ||D(x0 + sigma n, sigma) - x0||^2 (EDM eq. 2 with the weighting of eq. 8) for given
+    per-sample sigma (any shape with N elements) and noise n."""
+    sigma = _per_sample(sigma.reshape(-1), x0)
+    noise = noise.to(x0)
+    return weighted_denoising_error(denoiser(x0 + sigma * noise, sigma, labels), x0, sigma, sigma_data).mean()
+
+
 def edm_loss(denoiser: Denoiser, x0: torch.Tensor, sigma_data: float, labels: torch.Tensor | None = None,
              gen: torch.Generator | None = None) -> torch.Tensor:
-    """Batch mean of lambda(sigma) ||D(x0 + sigma n, sigma) - x0||^2 (EDM eq. 2 with the weighting of eq. 8)."""
+    """:func:`denoising_loss` with sigma and noise drawn from ``gen`` (:func:`training_noise`)."""
     sigma, noise = training_noise(x0, gen)
-    return weighted_denoising_error(denoiser(x0 + sigma * noise, sigma, labels), x0, sigma, sigma_data).mean()
+    return denoising_loss(denoiser, x0, sigma, noise, sigma_data, labels)
 
 
 def karras_sigmas(steps: int, sigma_min: float = SIGMA_MIN, sigma_max: float = SIGMA_MAX, rho: float = RHO) -> torch.Tensor:

@@ -18,7 +18,14 @@ Sampler = Callable[[torch.Tensor, "torch.Tensor | None", torch.Generator], torch
 
 
 def generator_sampler(cfg: Config, model: torch.nn.Module) -> Sampler:
-    return lambda z, y, gen: generate(model, z, y, cfg.sigma_init, cfg.gen_steps, gen)
+    """The (few-step) generator on its own device; samples come back on the CPU."""
+    device = next(model.parameters()).device
+
+    def sample(z: torch.Tensor, y: torch.Tensor | None, gen: torch.Generator) -> torch.Tensor:
+        y = y.to(device) if y is not None else None
+        return generate(model, z.to(device), y, cfg.sigma_init, cfg.gen_steps, gen).cpu()
+
+    return sample
 
 
 def teacher_sampler(cfg: Config, task: Task, teacher: torch.nn.Module | None = None) -> Sampler:

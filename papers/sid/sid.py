@@ -1,4 +1,8 @@
-"""Score identity Distillation: generator and fake-score losses, the (few-step) generator and one training round."""
+"""Score identity Distillation: generator and fake-score losses, the (few-step) generator and one training round.
+
+Each update first draws its GLOBAL batch of random inputs (latents, labels, noise levels, noise) from the round's
+seeded generator, then runs through :meth:`TrainContext.train_step`, so micro-batches and several processes give the
+update of the whole batch."""
 
 from __future__ import annotations
 
@@ -15,12 +19,13 @@ from papers.sid.edm import (
     SIGMA_MAX,
     SIGMA_MIN,
     Denoiser,
-    edm_loss,
+    denoising_loss,
     ema_beta,
     ema_update,
-    training_noise,
+    sample_training_sigma,
     weighted_denoising_error,
 )
+from shared.accel import TrainContext, setup_training
 
 
 def sample_generator_sigma(n: int, tmax: int = 800, gen: torch.Generator | None = None) -> torch.Tensor:
@@ -68,13 +73,19 @@ def step_sigmas(sigma_init: float, steps: int) -> list[float]:
 
 
 def generate(generator: Denoiser, z: torch.Tensor, labels: torch.Tensor | None, sigma_init: float, steps: int,
-             gen: torch.Generator | None = None, upto: int | None = None) -> torch.Tensor:
+             gen: torch.Generator | None = None, upto: int | None = None,
+             renoise: torch.Tensor | None = None) -> torch.Tensor:
     """x = G(sigma_init z); then re-noise x at sigma_i and denoise again for i < upto (default: all K steps).
+    The re-noising noise is ``renoise[:, i - 1]`` when given, else drawn from ``gen``.
     Only the last step keeps gradients (earlier steps are detached)."""
     sigmas = step_sigmas(sigma_init, steps)[: upto or steps]
     x = z
     for i, sigma in enumerate(sigmas):
-        noisy = sigma * z if i == 0 else x + sigma * torch.randn(x.shape, generator=gen).to(x)
+        if i == 0:
+            noisy = sigma * z
+        else:
+            eps = renoise[:, i - 1] if renoise is not None else torch.randn(x.shape, generator=gen)
+            noisy = x + sigma * eps.to(x)
         if i < len(sigmas) - 1:
             with torch.no_grad():
                 x = generator(noisy, torch.tensor(sigma), labels)
@@ -83,127 +94,163 @@ def generate(generator: Denoiser, z: torch.Tensor, labels: torch.Tensor | None, 
     return x
 
 
+def _per_sample(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    return values.to(like).reshape(-1, *([1] * (like.ndim - 1)))
+
+
+Batch = dict[str, torch.Tensor]
+
+
 class SiDTrainer:
     """Teacher f_phi (frozen), fake score f_psi and generator G (both initialised from ``init``), EMA of G.
-    With cfg.gan, f_psi's encoder also carries the Diffusion-GAN discriminator, fed real data (``real``)."""
+    With cfg.gan, f_psi's encoder also carries the Diffusion-GAN discriminator, fed real data (``real``).
+    ``ctx`` places the nets and runs each update (default: one CPU process in fp32)."""
 
     def __init__(self, cfg: Config, teacher: nn.Module, init: nn.Module, num_classes: int, shape: tuple[int, ...],
                  device: torch.device | str = "cpu",
-                 real: tuple[torch.Tensor, torch.Tensor | None] | None = None) -> None:
-        self.cfg, self.num_classes, self.shape, self.device = cfg, num_classes, shape, torch.device(device)
+                 real: tuple[torch.Tensor, torch.Tensor | None] | None = None, ctx: TrainContext | None = None) -> None:
+        self.ctx = ctx or setup_training(str(device), "fp32", global_batch=cfg.batch_size)
+        self.cfg, self.num_classes, self.shape, self.device = cfg, num_classes, shape, self.ctx.device
         if cfg.gan and real is None:
             raise ValueError("gan=true needs real data for the discriminator")
         self.real = real
-        teacher, init = teacher.to(self.device), init.to(self.device)
-        self.teacher = teacher.requires_grad_(False).eval()
-        self.fake = copy.deepcopy(init).requires_grad_(True).train()
-        self.generator = copy.deepcopy(init).requires_grad_(True).train()
-        self.ema = copy.deepcopy(init).requires_grad_(False).eval()
+        self.teacher = teacher.to(self.device).requires_grad_(False).eval()
+        # both trained nets stay bare modules: train_step all-reduces their gradients (two nets, two optimizers)
+        self.fake = self.ctx.prepare(copy.deepcopy(init).requires_grad_(True).train(), wrap=False)
+        self.generator = self.ctx.prepare(copy.deepcopy(init).requires_grad_(True).train(), wrap=False)
+        self.ema = copy.deepcopy(init).to(self.device).requires_grad_(False).eval()
         adam = {"lr": cfg.lr, "betas": (0.0, 0.999), "eps": cfg.adam_eps}  # Adam with beta1 = 0 (SiD code)
         self.opt_fake = torch.optim.Adam(self.fake.parameters(), **adam)
         self.opt_gen = torch.optim.Adam(self.generator.parameters(), **adam)
-
-    def _labels(self, n: int, gen: torch.Generator) -> torch.Tensor | None:
-        return torch.randint(0, self.num_classes, (n,), generator=gen) if self.num_classes else None
 
     def draw_steps(self, gen: torch.Generator) -> int:
         """k ~ U{1..K}: one per iteration, shared by both updates (ml-sid-dit's num_steps_random), so the
         generator's outputs over iterations form the uniform mixture of its K step outputs (few-step SiD)."""
         return int(torch.randint(1, self.cfg.gen_steps + 1, (1,), generator=gen)) if self.cfg.gen_steps > 1 else 1
 
-    def _draw(self, gen: torch.Generator, with_grad: bool, upto: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """A fresh generator batch after ``upto`` of the K steps."""
-        cfg = self.cfg
-        z = torch.randn((cfg.batch_size, *self.shape), generator=gen).to(self.device)
-        labels = self._labels(cfg.batch_size, gen)
-        labels = labels.to(self.device) if labels is not None else None
-        with torch.set_grad_enabled(with_grad):
-            return generate(self.generator, z, labels, cfg.sigma_init, cfg.gen_steps, gen, upto), labels
+    def _latents(self, gen: torch.Generator, upto: int) -> Batch:
+        """z, labels (conditional) and the re-noising of steps 2..upto for one generator batch."""
+        n = self.cfg.batch_size
+        batch = {"z": torch.randn((n, *self.shape), generator=gen)}
+        if self.num_classes:
+            batch["labels"] = torch.randint(0, self.num_classes, (n,), generator=gen)
+        if upto > 1:
+            batch["renoise"] = torch.stack([torch.randn((n, *self.shape), generator=gen) for _ in range(upto - 1)], 1)
+        return batch
 
-    def _fake_labels(self, labels: torch.Tensor | None, gen: torch.Generator) -> torch.Tensor | None:
-        """Conditions f_psi is trained on: all null for Zero-CFG; 10% blanked only where the generator loss needs
-        f_psi's unconditional output (LSG, Anti-CFG); unchanged for none / cfg, as in the official SiD code."""
+    def _drops_labels(self) -> bool:
+        return bool(self.num_classes) and self.cfg.guidance in ("lsg", "anti_cfg")
+
+    def fake_batch(self, gen: torch.Generator, upto: int = 1) -> Batch:
+        """The global batch of the fake-score update: latents, label dropout, EDM sigma and noise (and real data)."""
+        cfg, n = self.cfg, self.cfg.batch_size
+        batch = self._latents(gen, upto)
+        if self._drops_labels():
+            batch["drop"] = torch.rand(n, generator=gen) < cfg.label_dropout
+        batch["sigma"] = sample_training_sigma(n, gen)
+        batch["noise"] = torch.randn((n, *self.shape), generator=gen)
+        if cfg.gan:
+            data, labels = self.real
+            idx = torch.randint(0, len(data), (n,), generator=gen)
+            batch["real"] = data[idx]
+            if labels is not None and self.num_classes:
+                batch["real_labels"] = labels[idx]
+                if self._drops_labels():
+                    batch["real_drop"] = torch.rand(n, generator=gen) < cfg.label_dropout
+        return batch
+
+    def generator_batch(self, gen: torch.Generator, upto: int = 1) -> Batch:
+        """The global batch of the generator update: latents, sigma ~ the SiD t-schedule, noise."""
+        batch = self._latents(gen, upto)
+        batch["sigma"] = sample_generator_sigma(self.cfg.batch_size, self.cfg.tmax, gen)
+        batch["noise"] = torch.randn((self.cfg.batch_size, *self.shape), generator=gen)
+        return batch
+
+    def _generate(self, generator: nn.Module, batch: Batch) -> torch.Tensor:
+        upto = 1 + (batch["renoise"].shape[1] if "renoise" in batch else 0)
+        return generate(generator, batch["z"], batch.get("labels"), self.cfg.sigma_init, self.cfg.gen_steps,
+                        upto=upto, renoise=batch.get("renoise"))
+
+    def _fake_labels(self, labels: torch.Tensor | None, drop: torch.Tensor | None) -> torch.Tensor | None:
+        """Conditions f_psi is trained on: all null for Zero-CFG; 10% blanked (``drop``) only where the generator
+        loss needs f_psi's unconditional output (LSG, Anti-CFG); unchanged for none / cfg, as in the official code."""
         if labels is None or self.cfg.guidance in ("none", "cfg"):
             return labels
         null = torch.full_like(labels, self.num_classes)
         if self.cfg.guidance == "zero_cfg":
             return null
-        drop = (torch.rand(len(labels), generator=gen) < self.cfg.label_dropout).to(self.device)
         return torch.where(drop, null, labels)
 
-    def _real_batch(self, n: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor | None]:
-        data, labels = self.real
-        idx = torch.randint(0, len(data), (n,), generator=gen)
-        y = labels[idx].to(self.device) if labels is not None and self.num_classes else None
-        return data[idx].to(self.device), y
-
-    def fake_step(self, gen: torch.Generator, upto: int = 1) -> dict[str, float]:
+    def fake_loss(self, net: nn.Module, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """EDM denoising loss of f_psi on detached generator samples (SiD Algorithm 1, fake-score update); with gan,
         plus the discriminator loss (BCE real vs generator, both noised with the same sigma and noise, logits from
         f_psi's encoder; per sample mean BCE times the coordinates of a sample, as in the SiDA / ml-sid-dit code)."""
         cfg = self.cfg
-        x_g, labels = self._draw(gen, with_grad=False, upto=upto)
-        labels = self._fake_labels(labels, gen)
-        fake: Denoiser = self.fake
+        with torch.no_grad():
+            x_g = self._generate(self.generator, batch)
+        labels = self._fake_labels(batch.get("labels"), batch.get("drop"))
+        fake: Denoiser = net
         if cfg.guidance == "lsg":  # SiD-LSG: f_psi is trained through its guided output (kappa1, official code)
-            fake = functools.partial(guided, self.fake, scale=cfg.teacher_cfg, num_classes=self.num_classes)
-        parts = {}
+            fake = functools.partial(guided, net, scale=cfg.teacher_cfg, num_classes=self.num_classes)
         if not cfg.gan:
-            loss = edm_loss(fake, x_g, cfg.sigma_data, labels, gen)
-        else:
-            sigma, noise = training_noise(x_g, gen)
-            denoised, logit_fake = self.fake(x_g + sigma * noise, sigma, labels, with_logits=True)
-            if cfg.guidance == "lsg":
-                denoised = fake(x_g + sigma * noise, sigma, labels)
-            loss = weighted_denoising_error(denoised, x_g, sigma, cfg.sigma_data).mean()
-            x_r, y_r = self._real_batch(len(x_g), gen)
-            y_r = self._fake_labels(y_r, gen)
-            _, logit_real = self.fake(x_r + sigma * noise, sigma, y_r, with_logits=True)
-            coords = x_g[0].numel()
-            loss_d = ((gan_bce(logit_real, 1.0) + gan_bce(logit_fake, 0.0)) / 2 * coords).mean()
-            parts["loss_disc"] = float(loss_d.detach())
-            loss = loss + loss_d
-        self.opt_fake.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt_fake.step()
-        return {"loss_fake": float(loss.detach()), **parts}
+            return denoising_loss(fake, x_g, batch["sigma"], batch["noise"], cfg.sigma_data, labels), {}
+        sigma, noise = _per_sample(batch["sigma"], x_g), batch["noise"].to(x_g)
+        denoised, logit_fake = net(x_g + sigma * noise, sigma, labels, with_logits=True)
+        if cfg.guidance == "lsg":
+            denoised = fake(x_g + sigma * noise, sigma, labels)
+        loss = weighted_denoising_error(denoised, x_g, sigma, cfg.sigma_data).mean()
+        y_r = self._fake_labels(batch.get("real_labels"), batch.get("real_drop"))
+        _, logit_real = net(batch["real"] + sigma * noise, sigma, y_r, with_logits=True)
+        loss_d = ((gan_bce(logit_real, 1.0) + gan_bce(logit_fake, 0.0)) / 2 * x_g[0].numel()).mean()
+        return loss + loss_d, {"loss_disc": loss_d.detach()}
 
-    def generator_loss(self, gen: torch.Generator, upto: int = 1,
-                       images_seen: int = 0) -> tuple[torch.Tensor, dict[str, float]]:
+    def fake_step(self, gen: torch.Generator, upto: int = 1) -> dict[str, float]:
+        """One Adam step of f_psi on the round's fake batch."""
+        stats = self.ctx.train_step(self.fake, self.opt_fake, self.fake_batch(gen, upto), self.fake_loss)
+        return {"loss_fake": stats["loss"], **_parts(stats)}
+
+    def generator_loss_fn(self, net: nn.Module, batch: Batch,
+                          images_seen: int = 0) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """SiD generator loss on x_t = G(z) + sigma n; gradients flow through frozen f_phi and f_psi into G(z).
         With gan (after gan_start_kimg): 0.5 SiD + 0.5 BCE(D(x_t), real) / w (ml-sid-dit / SiDA)."""
         cfg = self.cfg
-        x_g, labels = self._draw(gen, with_grad=True, upto=upto)
-        sigma = sample_generator_sigma(len(x_g), cfg.tmax, gen).to(x_g).reshape(-1, *([1] * (x_g.ndim - 1)))
-        x_t = x_g + sigma * torch.randn(x_g.shape, generator=gen).to(x_g)
+        x_g = self._generate(net, batch)
+        labels = batch.get("labels")
+        sigma = _per_sample(batch["sigma"], x_g)
+        x_t = x_g + sigma * batch["noise"].to(x_g)
         real_scale = cfg.teacher_cfg if cfg.guidance in ("cfg", "lsg") else 1.0  # CFG in the teacher (kappa4)
         fake_scale = {"zero_cfg": 0.0, "anti_cfg": cfg.anti_cfg, "lsg": cfg.teacher_cfg}.get(cfg.guidance, 1.0)
         f_real = guided(self.teacher, x_t, sigma, labels, real_scale, self.num_classes)
         f_fake = guided(self.fake, x_t, sigma, labels, fake_scale, self.num_classes)
         per_sample = sid_generator_loss(f_real, f_fake, x_g, cfg.alpha)
-        loss = per_sample.sum() * (cfg.loss_scale / len(x_g))
+        loss = per_sample.sum() * (cfg.loss_scale / len(x_g))  # lsg / batch (official loss scaling)
         if not cfg.gan:
             return loss, {}
         _, logits = self.fake(x_t, sigma, labels, with_logits=True)
         with torch.no_grad():
             w = (x_g - f_real).abs().flatten(1).mean(1).clamp_min(1e-5)
         loss_gan = (gan_bce(logits, 1.0) / w * x_g[0].numel()).mean()
-        parts = {"loss_sid": float(loss.detach()), "loss_gen_gan": float(loss_gan.detach())}
+        parts = {"loss_sid": loss.detach(), "loss_gen_gan": loss_gan.detach()}
         if images_seen >= cfg.gan_start_kimg * 1000:
             loss = 0.5 * loss + 0.5 * loss_gan
         return loss, parts
 
+    def generator_loss(self, gen: torch.Generator, upto: int = 1,
+                       images_seen: int = 0) -> tuple[torch.Tensor, dict[str, float]]:
+        """The generator loss of a whole freshly drawn batch (for inspection; training goes through train_step)."""
+        batch = {k: v.to(self.device) for k, v in self.generator_batch(gen, upto).items()}
+        loss, parts = self.generator_loss_fn(self.generator, batch, images_seen)
+        return loss, {k: float(v) for k, v in parts.items()}
+
     def generator_step(self, gen: torch.Generator, upto: int = 1, images_seen: int = 0) -> dict[str, float]:
         """One Adam step of G, then the EMA with the official ramp-up (images_seen = images before this update)."""
         self.fake.requires_grad_(False)
-        loss, parts = self.generator_loss(gen, upto, images_seen)
-        self.opt_gen.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt_gen.step()
+        loss_fn = functools.partial(self.generator_loss_fn, images_seen=images_seen)
+        stats = self.ctx.train_step(self.generator, self.opt_gen, self.generator_batch(gen, upto), loss_fn)
         self.fake.requires_grad_(True)
         beta = ema_beta(self.cfg.batch_size, self.cfg.ema_halflife_kimg, images_seen, self.cfg.ema_rampup_ratio)
         ema_update(self.ema, self.generator, beta)
-        return {"loss_gen": float(loss.detach()), **parts}
+        return {"loss_gen": stats["loss"], **_parts(stats)}
 
     def round(self, gen: torch.Generator, images_seen: int) -> dict[str, float]:
         """One SiD iteration (Algorithm 1): update f_psi, then G, with one step count k for both."""
@@ -216,3 +263,8 @@ class SiDTrainer:
     def load_state_dict(self, state: dict) -> None:
         for name, value in state.items():
             getattr(self, name).load_state_dict(value)
+
+
+def _parts(stats: dict[str, float]) -> dict[str, float]:
+    """train_step's named loss parts (without its loss and grad norm)."""
+    return {k: v for k, v in stats.items() if k not in ("loss", "grad_norm")}

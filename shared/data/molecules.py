@@ -27,6 +27,16 @@ TASK_SPLITS: dict[str, tuple[range, range]] = {
     "toxcast": (range(1, 451), range(451, 618)),
 }
 
+# ToxCast tasks PAR and PACIA leave out (`toxcast_drop_tasks` in their chem_lib/datasets/samples.py, 0-based there,
+# 1-based folder numbers here): 99 tasks, 88 of the train range and 11 of the test range, leaving 362 / 156.
+TOXCAST_DROP_TASKS: frozenset[int] = frozenset(i + 1 for i in (
+    343, 348, 349, 352, 354, 355, 356, 357, 358, 360, 361, 362, 364, 367, 368, 369, 370, 371, 372, 373, 374, 376, 377,
+    378, 379, 380, 381, 382, 383, 384, 385, 387, 388, 389, 390, 391, 392, 393, 394, 395, 396, 397, 398, 399, 400, 401,
+    402, 403, 404, 406, 408, 409, 410, 411, 412, 413, 414, 415, 416, 417, 418, 419, 420, 421, 422, 423, 424, 426, 428,
+    429, 430, 431, 432, 433, 434, 435, 436, 437, 438, 439, 440, 442, 443, 444, 445, 446, 447, 449, 450, 451, 452, 453,
+    474, 475, 477, 480, 481, 482, 483))
+DROP_TASKS: dict[str, frozenset[int]] = {"toxcast": TOXCAST_DROP_TASKS}
+
 
 @dataclasses.dataclass(frozen=True)
 class FewShotTask:
@@ -53,7 +63,8 @@ def load_fewshot(dataset: str, root: str | Path | None = None, verify_files: boo
     """Read ``<root>/<name>/new/<task>/raw/<name>.json`` ([[negatives], [positives]]) for every task.
 
     ``root`` defaults to $FEWSHOT_MPP_DIR, then the kit copy in ../shared/data/fewshot_mpp. Tasks missing from a
-    user's download are dropped from the split (ToxCast has gaps).
+    user's download are dropped from the split (ToxCast has gaps), and so are the official drop list's
+    (``DROP_TASKS``: 99 ToxCast tasks).
     """
     name = dataset
     if name not in TASK_SPLITS:
@@ -71,7 +82,9 @@ def load_fewshot(dataset: str, root: str | Path | None = None, verify_files: boo
         negatives, positives = json.loads(f.read_text())
         tasks[task_id] = FewShotTask(task_id, list(negatives) + list(positives), [0] * len(negatives) + [1] * len(positives))
     train_ids, test_ids = TASK_SPLITS[name]
-    return FewShotBenchmark(name, tasks, [t for t in train_ids if t in tasks], [t for t in test_ids if t in tasks])
+    dropped = DROP_TASKS.get(name, frozenset())
+    keep = lambda ids: [t for t in ids if t in tasks and t not in dropped]  # noqa: E731
+    return FewShotBenchmark(name, tasks, keep(train_ids), keep(test_ids))
 
 
 FSMOL_SPLITS = ("train", "valid", "test")

@@ -24,13 +24,34 @@ def test_overlapping_split_is_rejected() -> None:
         check_disjoint(FewShotBenchmark("x", {1: task}, [1], [1]))
 
 
+def test_random_training_queries_follow_the_natural_ratio() -> None:
+    # 100 negatives, 20 positives: after a 2-shot support the rest holds 18 / 116 positives
+    task = FewShotTask(1, [f"C{i}" for i in range(120)], [0] * 100 + [1] * 20)
+    rng = np.random.default_rng(0)
+    fractions = []
+    for _ in range(400):
+        ep = sample_episode(task, 2, 16, rng)
+        assert ep.support_labels.tolist() == [0, 0, 1, 1]
+        assert set(ep.support_smiles).isdisjoint(ep.query_smiles) and len(set(ep.query_smiles)) == 16
+        fractions.append(ep.query_labels.mean())
+    # hypergeometric mean 18/116 = 0.155; the standard error of the mean of 400 draws is about 0.004
+    assert abs(np.mean(fractions) - 18 / 116) < 0.015
+    assert min(fractions) < 0.5 - 1e-9 and np.std(fractions) > 0.05  # not balanced 8 / 8
+
+
+def test_random_training_queries_need_enough_molecules() -> None:
+    task = FewShotTask(1, [f"C{i}" for i in range(12)], [0] * 8 + [1] * 4)
+    with pytest.raises(ValueError, match="too few"):
+        sample_episode(task, 2, 9, np.random.default_rng(0))  # 12 - 4 = 8 molecules left for 9 queries
+
+
 def test_training_episode_is_balanced_and_disjoint(sider) -> None:
     task = sider.tasks[sider.train_tasks[0]]
-    ep = sample_episode(task, 5, 16, np.random.default_rng(0))
+    ep = sample_episode(task, 5, 16, np.random.default_rng(0), balanced=True)
     assert ep.support_labels.tolist() == [0] * 5 + [1] * 5
     assert ep.query_labels.tolist() == [0] * 8 + [1] * 8
     assert set(ep.support_smiles).isdisjoint(ep.query_smiles)
-    again = sample_episode(task, 5, 16, np.random.default_rng(0))
+    again = sample_episode(task, 5, 16, np.random.default_rng(0), balanced=True)
     assert again.support_smiles == ep.support_smiles  # same seed, same episode
 
 

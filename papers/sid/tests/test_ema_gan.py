@@ -67,9 +67,9 @@ def test_one_step_count_per_iteration_for_both_updates(monkeypatch: pytest.Monke
     seen: list[int] = []
     original = sid.generate
 
-    def spy(*args: object) -> torch.Tensor:  # generate(net, z, labels, sigma_init, steps, gen, upto)
-        seen.append(args[6])
-        return original(*args)
+    def spy(*args: object, **kwargs: object) -> torch.Tensor:  # generate(net, z, labels, sigma_init, steps, upto=)
+        seen.append(kwargs["upto"])
+        return original(*args, **kwargs)
 
     monkeypatch.setattr(sid, "generate", spy)
     for step in range(12):
@@ -84,7 +84,7 @@ def test_fake_labels_are_dropped_only_where_guidance_needs_it(monkeypatch: pytes
                                                               dropped: bool) -> None:
     trainer = _trainer(conditional=True, guidance=guidance, label_dropout=1.0)  # drop all when dropping
     seen: list[torch.Tensor] = []
-    monkeypatch.setattr(sid, "edm_loss", lambda net, x, sd, labels, gen: seen.append(labels)
+    monkeypatch.setattr(sid, "denoising_loss", lambda net, x, sigma, noise, sd, labels: seen.append(labels)
                         or torch.zeros((), requires_grad=True))
     trainer.fake_step(torch.Generator().manual_seed(0))
     assert bool((seen[0] == 3).all()) == dropped and (dropped or bool((seen[0] < 3).all()))

@@ -41,7 +41,7 @@ def test_generator_step_updates_only_the_generator() -> None:
     assert not _same(generator, _params(trainer.generator))
     assert all(p.grad is None for p in trainer.teacher.parameters())
     assert all(p.grad is None for p in trainer.fake.parameters())
-    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in trainer.generator.parameters())
+    assert all(not torch.equal(a, b) for a, b in zip(generator, _params(trainer.generator)))  # every tensor moved
 
 
 def test_generator_gradient_flows_through_frozen_teacher_and_fake_networks() -> None:
@@ -109,7 +109,8 @@ def test_guidance_scales_reach_the_right_networks(monkeypatch: pytest.MonkeyPatc
 def test_zero_cfg_trains_the_fake_network_without_labels(monkeypatch: pytest.MonkeyPatch) -> None:
     trainer = _trainer(conditional=True, guidance="zero_cfg")
     seen: list[torch.Tensor] = []
-    monkeypatch.setattr(sid, "edm_loss", lambda net, x, sd, labels, gen: seen.append(labels) or torch.zeros((), requires_grad=True))
+    monkeypatch.setattr(sid, "denoising_loss",
+                        lambda net, x, sigma, noise, sd, labels: seen.append(labels) or torch.zeros((), requires_grad=True))
     trainer.fake_step(torch.Generator().manual_seed(0))
     assert torch.equal(seen[0], torch.full((8,), 3))  # all labels are the "null" class (num_classes = 3)
 

@@ -53,6 +53,10 @@ class Config:
     grad_clip: float = 1.0
     patience: int = 10  # early stopping on validation F1
     threads: int = 0  # torch CPU threads; 0 = torch's default
+    device: str = "auto"  # auto | cpu | cuda | cuda:N (shared.accel.setup_training)
+    precision: str = "auto"  # auto (bf16 on recent CUDA, fp32 on CPU) | bf16 | fp16 | fp32
+    micro_batch_size: int = 0  # rows per forward/backward; 0 = batch_size // processes (no accumulation)
+    strategy: str = "ddp"  # gradients averaged over torchrun processes (ddp is the only one: the model is small)
     bootstrap_resamples: int = 1000  # test-set bootstrap for the 95% intervals
     # reproduction (reproduce.py)
     seeds: list[int] = dataclasses.field(default_factory=lambda: [1234, 2345, 3456])
@@ -93,5 +97,9 @@ class Config:
             raise ValueError("train_fraction and curve_fractions must lie in (0, 1]")
         if self.lr <= 0 or self.lambda_s < 0 or self.lambda_d < 0:
             raise ValueError("lr must be positive and lambda_s, lambda_d non-negative")
+        if self.strategy != "ddp":
+            raise ValueError(f"strategy must be ddp (the model is small; fsdp is not supported), got {self.strategy!r}")
+        if self.micro_batch_size < 0:
+            raise ValueError(f"micro_batch_size must be >= 0, got {self.micro_batch_size}")
         if not self.seeds:
             raise ValueError("seeds must name at least one seed")

@@ -84,13 +84,21 @@ class DiffusionAugmenter(nn.Module):
         self.register_buffer("alphas_cumprod", torch.cumprod(1 - linear_betas(steps, beta_start, beta_end), 0).float())
         self.denoiser = VisitUNet(embed_dim, channels)
 
-    def sample(self, e_bar: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """E_hat, eps and eps_hat for one random t per patient."""
-        t = torch.randint(0, self.steps, (e_bar.shape[0],), device=e_bar.device)
-        noise = torch.randn_like(e_bar)
+    def draw(self, shape: tuple[int, ...], generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        """One random t per patient and the noise eps for E_bar of ``shape`` (drawn outside the model so that every
+        process of a multi-process run draws the same values for the same rows)."""
+        return {"t": torch.randint(0, self.steps, shape[:1], generator=generator),
+                "noise": torch.randn(shape, generator=generator)}
+
+    def sample(self, e_bar: torch.Tensor, draws: dict[str, torch.Tensor] | None = None,
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """E_hat, eps and eps_hat for one random t per patient (``draws`` from :meth:`draw`, else fresh ones)."""
+        draws = draws or self.draw(tuple(e_bar.shape))
+        t, noise = draws["t"].to(e_bar.device), draws["noise"].to(e_bar.device, e_bar.dtype)
         eps_hat = self.denoiser(q_sample(e_bar, t, noise, self.alphas_cumprod), t)
         return e_bar + (noise - eps_hat), noise, eps_hat
 
-    def forward(self, e_bar: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        e_hat, noise, eps_hat = self.sample(e_bar)
-        return e_hat, {"mse_noise": masked_mse(eps_hat, noise, lengths)}  # the paper's L_D (noise MSE)
+    def forward(self, e_bar: torch.Tensor, lengths: torch.Tensor, draws: dict[str, torch.Tensor] | None = None,
+                mean_visits: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        e_hat, noise, eps_hat = self.sample(e_bar, draws)
+        return e_hat, {"mse_noise": masked_mse(eps_hat, noise, lengths, mean_visits)}  # the paper's L_D (noise MSE)

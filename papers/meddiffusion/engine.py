@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import time
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from papers.meddiffusion.cohort import (
 )
 from papers.meddiffusion.config import Config
 from papers.meddiffusion.eunomia import build_eunomia_cohort
+from papers.meddiffusion.masks import valid_mask
 from papers.meddiffusion.metrics import (
     BOOTSTRAP_RESAMPLES,
     average_precision,
@@ -32,7 +34,7 @@ from papers.meddiffusion.metrics import (
 )
 from papers.meddiffusion.mimic3 import build_mimic3_cohort
 from papers.meddiffusion.models import RiskModel, meddiffusion_loss
-from shared.accel import seed_everything, set_torch_threads
+from shared.accel import TrainContext, seed_everything, set_torch_threads, setup_training
 from shared.data import load
 from shared.metrics import roc_auc
 from shared.runs import Run, save_checkpoint
@@ -121,10 +123,14 @@ def epoch_batches(train_idx: np.ndarray, labels: np.ndarray, batch_size: int, ba
 
 @torch.no_grad()
 def predict(model: RiskModel, data: PaddedBatch, batch_size: int = 512) -> np.ndarray:
-    """P(label = 1) from the real branch only (inference never uses the augmenter)."""
+    """P(label = 1) from the real branch only (inference never uses the augmenter), on the model's device."""
     model.eval()
-    probs = [torch.softmax(model(b.codes, b.days, b.lengths)["logits"], dim=-1)[:, 1]
-             for b in (data.take(torch.arange(i, min(i + batch_size, len(data)))) for i in range(0, len(data), batch_size))]
+    device = next(model.parameters()).device
+    probs = []
+    for i in range(0, len(data), batch_size):
+        b = data.take(torch.arange(i, min(i + batch_size, len(data))))
+        logits = model(b.codes.to(device), b.days.to(device), b.lengths.to(device))["logits"]
+        probs.append(torch.softmax(logits.float(), dim=-1)[:, 1].cpu())
     return torch.cat(probs).numpy()
 
 
@@ -202,19 +208,38 @@ def _selection_key(metrics: dict[str, float]) -> tuple[float, float]:
     return (metrics["f1"], -1.0 if math.isnan(metrics["pr_auc"]) else metrics["pr_auc"])
 
 
+def step_batch(cfg: Config, model: RiskModel, prepared: Prepared, batch_idx: torch.Tensor, epoch: int,
+               step: int) -> dict[str, torch.Tensor]:
+    """The global batch of one optimizer step with the augmenter's noise drawn from a generator seeded by
+    (seed, epoch, step): the same rows and draws on every process and on resume. ``mean_visits`` (the global
+    batch's real visits per patient, repeated per row) keeps the visit-pooled loss terms global-batch means."""
+    b = prepared.data.take(batch_idx)
+    gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch * 10_007 + step)
+    draws = model.draw_augmentation(len(b), gen)
+    mean_visits = valid_mask(b.lengths, cfg.max_visits).sum() / len(b)
+    return {"codes": b.codes, "days": b.days, "lengths": b.lengths, "labels": b.labels,
+            "mean_visits": mean_visits.expand(len(b)).clone(), **draws}
+
+
 def fit(cfg: Config, prepared: Prepared, out_dir: str | Path, *, tensorboard: bool = True,
-        progress: bool = True, stop_after: int | None = None) -> dict[str, Any]:
+        progress: bool = True, stop_after: int | None = None, overwrite: bool = False,
+        ctx: TrainContext | None = None) -> dict[str, Any]:
     """Train with early stopping, resuming from the run's latest checkpoint (``out_dir/checkpoints/``); returns validation and test metrics
     of the epoch with the best validation F1, and writes per-patient validation/test predictions to
-    ``predictions.csv``. ``stop_after`` ends the call after that many epochs (for tests)."""
+    ``predictions.csv``. ``stop_after`` ends the call after that many epochs (for tests). Each step goes through
+    ``ctx`` (made from the config's device / precision / micro_batch_size when None), so the same run works on
+    CPU, CUDA and under torchrun; every process evaluates the full validation/test sets, rank 0 writes files."""
+    ctx = ctx or setup_training(cfg.device, cfg.precision, global_batch=cfg.batch_size,
+                                micro_batch=cfg.micro_batch_size, strategy=cfg.strategy)
     seed_everything(cfg.seed)
     set_torch_threads(cfg.threads)
-    run = Run(out_dir, cfg, tensorboard=tensorboard)
-    model = build_model(cfg, prepared.vocab_size)
+    run = Run(out_dir, cfg, tensorboard=tensorboard, overwrite=overwrite)
+    # Unwrapped: train_step all-reduces the gradients itself, which copes with parameters a variant leaves unused.
+    model = ctx.prepare(build_model(cfg, prepared.vocab_size), wrap=False)
     opt = make_optimizer(cfg, model)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=0.5, patience=3)
     state: dict[str, Any] = {"epoch": 0, "best_key": None, "best_epoch": -1, "bad_epochs": 0,
-                             "best_model": None}
+                             "best_model": None, "first_loss": math.nan, "final_loss": math.nan}
     saved = run.restore()  # the last complete epoch, if any (also trims metrics.jsonl to earlier rows)
     if saved is not None:
         saved.pop("step")
@@ -222,11 +247,19 @@ def fit(cfg: Config, prepared: Prepared, out_dir: str | Path, *, tensorboard: bo
         opt.load_state_dict(saved.pop("optimizer"))
         sched.load_state_dict(saved.pop("scheduler"))
         torch.set_rng_state(saved.pop("torch_rng"))
-        state = saved
+        state.update(saved)
     labels = prepared.data.labels.numpy()
-    epochs_this_call = 0
+    epochs_this_call, steps_this_call, rows_this_call, train_seconds = 0, 0, 0, 0.0
+
+    def loss_fn(net: RiskModel, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        draws = {k: v for k, v in batch.items() if k in ("t", "noise", "z")}
+        out = net(batch["codes"], batch["days"], batch["lengths"], synthesize=True, draws=draws,
+                  mean_visits=batch["mean_visits"])
+        parts = meddiffusion_loss(out, batch["labels"], cfg.lambda_s, cfg.lambda_d)  # Sec. 3.4's total loss
+        return parts.pop("loss"), parts
+
     bar = tqdm(range(state["epoch"], cfg.epochs), desc=f"{cfg.model}{'+diff' if cfg.augment else ''}",
-               initial=state["epoch"], total=cfg.epochs, disable=not progress, leave=False)
+               initial=state["epoch"], total=cfg.epochs, disable=not (progress and ctx.is_main), leave=False)
     for epoch in bar:
         if state["bad_epochs"] >= cfg.patience or (stop_after is not None and epochs_this_call >= stop_after):
             break
@@ -235,23 +268,24 @@ def fit(cfg: Config, prepared: Prepared, out_dir: str | Path, *, tensorboard: bo
                                 torch.Generator().manual_seed(cfg.seed * 1000 + epoch))
         sums: dict[str, float] = {}
         seen = 0
-        for batch_idx in batches:
-            b = prepared.data.take(batch_idx)
-            out = model(b.codes, b.days, b.lengths, synthesize=True)
-            parts = meddiffusion_loss(out, b.labels, cfg.lambda_s, cfg.lambda_d)
-            opt.zero_grad()
-            parts["loss"].backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            opt.step()
-            seen += len(b)
-            for k, v in parts.items():
-                sums[k] = sums.get(k, 0.0) + v.item() * len(b)
+        for i, batch_idx in enumerate(batches):
+            batch = step_batch(cfg, model, prepared, batch_idx, epoch, i)
+            tick = time.perf_counter()
+            stats = ctx.train_step(model, opt, batch, loss_fn, clip_norm=cfg.grad_clip)
+            train_seconds += time.perf_counter() - tick
+            stats.pop("grad_norm")
+            if math.isnan(state["first_loss"]):
+                state["first_loss"] = stats["loss"]
+            state["final_loss"] = stats["loss"]
+            steps_this_call, rows_this_call, seen = steps_this_call + 1, rows_this_call + len(batch_idx), seen + len(batch_idx)
+            for k, v in stats.items():
+                sums[k] = sums.get(k, 0.0) + v * len(batch_idx)
         val = evaluate_split(model, prepared, "val")
         sched.step(0.0 if math.isnan(val["pr_auc"]) else val["pr_auc"])  # plateau on validation PR-AUC
         key = _selection_key(val)
         if state["best_key"] is None or key > tuple(state["best_key"]):
             state.update(best_key=list(key), best_epoch=epoch, bad_epochs=0,
-                         best_model={k: v.clone() for k, v in model.state_dict().items()})
+                         best_model={k: v.detach().cpu().clone() for k, v in model.state_dict().items()})
         else:
             state["bad_epochs"] += 1
         state["epoch"] = epoch + 1
@@ -266,9 +300,15 @@ def fit(cfg: Config, prepared: Prepared, out_dir: str | Path, *, tensorboard: bo
         run.close()
         return {"finished": False, "epochs_run": state["epoch"]}
     model.load_state_dict(state["best_model"])
-    save_checkpoint(run.dir / "best_model.pt", {"model": state["best_model"], "epoch": state["best_epoch"]})
     probs = split_predictions(model, prepared)
-    write_predictions(run.dir / "predictions.csv", prepared, probs)
+    if ctx.is_main:
+        save_checkpoint(run.dir / "best_model.pt", {"model": state["best_model"], "epoch": state["best_epoch"]})
+        write_predictions(run.dir / "predictions.csv", prepared, probs)
+    ctx.barrier()
+    speed = {"steps_per_s": steps_this_call / train_seconds if steps_this_call else math.nan,
+             "samples_per_s": rows_this_call / train_seconds if steps_this_call else math.nan}
     metrics = {"finished": True, "epochs_run": state["epoch"], "best_epoch": state["best_epoch"],
-               "train_patients": len(prepared.splits.train), **evaluate_predictions(probs, cfg.bootstrap_resamples)}
+               "train_patients": len(prepared.splits.train), **evaluate_predictions(probs, cfg.bootstrap_resamples),
+               **speed, "peak_gpu_memory_bytes": ctx.peak_gpu_memory_bytes(), "first_loss": state["first_loss"],
+               "final_loss": state["final_loss"], "world_size": ctx.world_size}
     return run.finish(metrics)

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from papers.meddiffusion.masks import masked_mse, valid_mask
+from papers.meddiffusion.masks import masked_mse, valid_mask, visit_count
 
 
 class ResidualGenerator(nn.Module):
@@ -32,9 +32,9 @@ class ResidualGenerator(nn.Module):
         return z1 + torch.relu(self.norm2(self.linear2(z1)))
 
 
-def _masked_bce(logits: torch.Tensor, target: float, mask: torch.Tensor) -> torch.Tensor:
+def _masked_bce(logits: torch.Tensor, target: float, mask: torch.Tensor, mean_visits: torch.Tensor | None) -> torch.Tensor:
     loss = F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, target), reduction="none")
-    return (loss * mask).sum() / mask.sum()
+    return (loss * mask).sum() / visit_count(mask, mean_visits)
 
 
 class MedGANAugmenter(nn.Module):
@@ -50,16 +50,22 @@ class MedGANAugmenter(nn.Module):
         self.generator = ResidualGenerator(latent, max_visits)
         self.discriminator = nn.Linear(embed_dim, 1)
 
-    def forward(self, e: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def draw(self, shape: tuple[int, ...], generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        """The generator's input noise for a batch of embedded sequences of ``shape`` (N, T, D)."""
+        return {"z": torch.randn(*shape[:2], self.latent, generator=generator)}
+
+    def forward(self, e: torch.Tensor, lengths: torch.Tensor, draws: dict[str, torch.Tensor] | None = None,
+                mean_visits: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The synthetic sequence and the terms gan_reconstruction (autoencoder MSE, medGAN's pre-training loss),
         gan_generator (-log D(fake)) and gan_discriminator ((-log D(real) - log(1 - D(fake))) / 2), all over
         real visits."""
         mask = valid_mask(lengths, e.shape[1]).unsqueeze(-1).to(e.dtype)
         target = e.detach()  # the autoencoder learns the predictor's embeddings without pulling on them
         decoded_real = self.decoder(self.encoder(target))
-        fake = self.decoder(self.generator(torch.randn(*e.shape[:2], self.latent, device=e.device, dtype=e.dtype)))
+        z = (draws or self.draw(tuple(e.shape)))["z"].to(e.device, e.dtype)
+        fake = self.decoder(self.generator(z))
         frozen_d = F.linear(fake, self.discriminator.weight.detach(), self.discriminator.bias.detach())
-        d_loss = (_masked_bce(self.discriminator(decoded_real.detach()), 1.0, mask)
-                  + _masked_bce(self.discriminator(fake.detach()), 0.0, mask)) / 2
-        return fake, {"gan_reconstruction": masked_mse(decoded_real, target, lengths),
-                      "gan_generator": _masked_bce(frozen_d, 1.0, mask), "gan_discriminator": d_loss}
+        d_loss = (_masked_bce(self.discriminator(decoded_real.detach()), 1.0, mask, mean_visits)
+                  + _masked_bce(self.discriminator(fake.detach()), 0.0, mask, mean_visits)) / 2
+        return fake, {"gan_reconstruction": masked_mse(decoded_real, target, lengths, mean_visits),
+                      "gan_generator": _masked_bce(frozen_d, 1.0, mask, mean_visits), "gan_discriminator": d_loss}

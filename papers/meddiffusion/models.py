@@ -264,6 +264,7 @@ class RiskModel(nn.Module):
             raise ValueError(f"unknown model {model!r}; choose one of {MODELS}")
         if structure not in STRUCTURES or augmenter not in AUGMENTERS:
             raise ValueError(f"structure must be one of {STRUCTURES} and augmenter one of {AUGMENTERS}")
+        self.max_visits, self.embed_dim = max_visits, embed_dim
         self.encoder = VisitEncoder(vocab_size, embed_dim, time_dim, dropout)
         if model == "meddiffusion":
             kind = OfficialMedDiffusion if structure == "official" else StepwiseAttentionLSTM
@@ -283,14 +284,22 @@ class RiskModel(nn.Module):
         elif augment:
             self.augmenter = MedGANAugmenter(embed_dim, max_visits, dropout)
 
+    def draw_augmentation(self, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        """The augmenter's random draws for ``n`` patients (empty without an augmenter), on the CPU."""
+        if self.augmenter is None:
+            return {}
+        return self.augmenter.draw((n, self.max_visits, self.embed_dim), generator)
+
     def forward(self, codes: torch.Tensor, days: torch.Tensor, lengths: torch.Tensor,
-                synthesize: bool = False) -> dict[str, torch.Tensor]:
+                synthesize: bool = False, draws: dict[str, torch.Tensor] | None = None,
+                mean_visits: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Logits of the real sequence; with ``synthesize`` also those of the synthetic one and the augmenter's
-        own loss terms (``mse_noise`` for diffusion, ``gan_*`` for the GAN)."""
+        own loss terms (``mse_noise`` for diffusion, ``gan_*`` for the GAN), using ``draws`` (from
+        :meth:`draw_augmentation`) as its randomness when given; ``mean_visits`` see ``masks.masked_mse``."""
         patient, e_bar = self.sequence(self.encoder(codes, days), lengths)
         out = {"logits": self.classifier(patient)}
         if synthesize and self.augmenter is not None:
-            e_hat, aux = self.augmenter(e_bar, lengths)
+            e_hat, aux = self.augmenter(e_bar, lengths, draws or None, mean_visits)
             out.update(logits_synthetic=self.classifier(self.sequence.synthetic(e_hat, lengths)), **aux)
         return out
 

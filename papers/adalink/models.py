@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM, PreTrainedModel
 
-from shared.data import data_home, load
+from shared.data.models import smollm2_float32_dir
 
 SMOLLM2 = "smollm2_135m_instruct"
 TINY = "tiny_llama"
@@ -18,26 +16,6 @@ DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.
 
 def is_known_model(name: str) -> bool:
     return name in (SMOLLM2, TINY, RANDOM_1B) or (name.startswith(HF_PREFIX) and len(name) > len(HF_PREFIX))
-
-
-def smollm2_float_dir() -> Path:
-    """The float32 copy, outside the repo (517 MB)."""
-    return data_home() / "adalink" / "smollm2-135m-instruct-f32"
-
-
-def convert_smollm2(gguf_path: Path, dest: Path) -> Path:
-    """Dequantise the 4-bit GGUF into a float32 LlamaForCausalLM saved with ``save_pretrained``."""
-    quantised = AutoModelForCausalLM.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name, dtype=torch.float32)
-    config = quantised.config.to_dict()
-    config.pop("quantization_config", None)
-    model = LlamaForCausalLM(LlamaConfig(**config))
-    model.load_state_dict(quantised.state_dict())
-    tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
-    tmp = dest.with_name(dest.name + ".tmp")
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    tmp.rename(dest)  # only a complete copy ever sits at ``dest``
-    return dest
 
 
 class ByteTokenizer:
@@ -75,9 +53,7 @@ def load_base_model(name: str, dtype: str = "float32", seed: int = 0) -> tuple[P
     if name in (TINY, RANDOM_1B):
         return (tiny_llama if name == TINY else random_llama_1b)(seed).to(DTYPES[dtype]), ByteTokenizer()
     if name == SMOLLM2:
-        dest = smollm2_float_dir()
-        if not (dest / "config.json").is_file():
-            convert_smollm2(load(SMOLLM2), dest)
+        dest = smollm2_float32_dir()
         ref = str(dest)
     elif is_known_model(name):
         ref = name.removeprefix(HF_PREFIX)

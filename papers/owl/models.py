@@ -3,8 +3,6 @@ random models of five families (tests and smoke runs) and a random LLaMA-7B-shap
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 from transformers import (
     AutoTokenizer,
@@ -23,7 +21,7 @@ from transformers import (
 
 from papers.owl.offload import offload_blocks, should_offload
 from shared.accel import pick_device
-from shared.data import data_home, load
+from shared.data.models import smollm2_float32_dir
 
 SMOLLM2 = "smollm2_135m_instruct"
 TINY_MODELS = ("tiny_llama", "tiny_opt", "tiny_mistral", "tiny_qwen2", "tiny_gptneox")
@@ -55,39 +53,10 @@ def load_hf_model(ref: str, dtype: torch.dtype = torch.float16) -> tuple[PreTrai
 TINY_VOCAB = 256  # the tiny models read bytes
 
 
-def cache_dir() -> Path:
-    """Where this paper keeps heavy artifacts (the float32 copy of SmolLM2), outside the repo."""
-    return data_home() / "owl"
-
-
-def smollm2_float_dir() -> Path:
-    return cache_dir() / "smollm2-135m-instruct-f32"
-
-
-def convert_smollm2(gguf_path: Path, dest: Path) -> Path:
-    """Dequantise the 4-bit GGUF to a float32 LlamaForCausalLM and save it with ``save_pretrained`` (safetensors)."""
-    from transformers import AutoModelForCausalLM
-
-    quantised = AutoModelForCausalLM.from_pretrained(
-        str(gguf_path.parent), gguf_file=gguf_path.name, dtype=torch.float32
-    )
-    config = quantised.config.to_dict()
-    config.pop("quantization_config", None)
-    model = LlamaForCausalLM(LlamaConfig(**config))
-    model.load_state_dict(quantised.state_dict())
-    tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
-    tmp = dest.with_name(dest.name + ".tmp")
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    tmp.rename(dest)  # only a complete copy ever sits at ``dest``
-    return dest
-
 
 def load_smollm2() -> tuple[PreTrainedModel, object]:
     """The float32 SmolLM2-135M-Instruct and its tokenizer, converting the GGUF on first use."""
-    dest = smollm2_float_dir()
-    if not (dest / "config.json").is_file():
-        convert_smollm2(load(SMOLLM2), dest)
+    dest = smollm2_float32_dir()
     model = LlamaForCausalLM.from_pretrained(dest, dtype=torch.float32)
     tokenizer = AutoTokenizer.from_pretrained(dest)
     return model.eval(), tokenizer

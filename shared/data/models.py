@@ -15,3 +15,35 @@ def smollm2_gguf(root: str | Path | None = None) -> Path:
     src = find_source("smollm2_135m_instruct", candidates, [SMOLLM2_GGUF])
     verify_files("smollm2_135m_instruct", src, [SMOLLM2_GGUF])
     return src / SMOLLM2_GGUF
+
+
+def smollm2_float32_dir(root: str | Path | None = None) -> Path:
+    """A float32 ``LlamaForCausalLM`` copy of SmolLM2-135M-Instruct (dequantised from the GGUF on first use,
+    saved with ``save_pretrained`` under $ML_PAPERS_DATA/smollm2/f32), ready for ``from_pretrained``."""
+    dest = data_home() / "smollm2" / "f32"
+    if not (dest / "config.json").is_file():
+        _dequantise_gguf(smollm2_gguf(root), dest)
+    return dest
+
+
+def _dequantise_gguf(gguf_path: Path, dest: Path) -> None:
+    import os
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    quantised = AutoModelForCausalLM.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name, dtype=torch.float32)
+    config = quantised.config.to_dict()
+    config.pop("quantization_config", None)
+    model = LlamaForCausalLM(LlamaConfig(**config))
+    model.load_state_dict(quantised.state_dict())
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
+    tmp = dest.with_name(f"{dest.name}.tmp{os.getpid()}")
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    try:
+        tmp.rename(dest)  # only a complete copy ever sits at ``dest``
+    except OSError:  # another process finished first
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)

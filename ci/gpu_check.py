@@ -27,12 +27,16 @@ OUT = ROOT / "build" / "gpu-check"
 THROUGHPUT_KEYS = ("tokens_per_s", "images_per_s", "samples_per_s")
 
 
-def plan() -> list[tuple[str, list[str] | None]]:
+def _meta() -> dict[str, dict]:
+    """Each paper's paper.yaml, read once."""
+    return {name: yaml.safe_load((ROOT / "papers" / name / "paper.yaml").read_text()) for name in paper_names()}
+
+
+def plan(meta: dict[str, dict]) -> list[tuple[str, list[str] | None]]:
     """(paper, command) per paper; command None when the paper declares no gpu_check."""
     rows = []
-    for name in paper_names():
-        meta = yaml.safe_load((ROOT / "papers" / name / "paper.yaml").read_text())
-        overrides = meta.get("gpu_check")
+    for name, fields in meta.items():
+        overrides = fields.get("gpu_check")
         cmd = None if overrides is None else [
             sys.executable, "-m", f"papers.{name}.train", "--config", f"papers/{name}/configs/paper.yaml",
             "--out", str((OUT / name).relative_to(ROOT)), "--overwrite", *overrides]
@@ -40,14 +44,9 @@ def plan() -> list[tuple[str, list[str] | None]]:
     return rows
 
 
-def extra_jobs() -> list[tuple[str, str]]:
+def extra_jobs(meta: dict[str, dict]) -> list[tuple[str, str]]:
     """(paper, shell command) of the longer GPU jobs papers declare under ``gpu_extra`` (not in the 10-minute check)."""
-    jobs = []
-    for name in paper_names():
-        meta = yaml.safe_load((ROOT / "papers" / name / "paper.yaml").read_text())
-        if meta.get("gpu_extra"):
-            jobs.append((name, meta["gpu_extra"]))
-    return jobs
+    return [(name, fields["gpu_extra"]) for name, fields in meta.items() if fields.get("gpu_extra")]
 
 
 def _machine() -> str:
@@ -74,11 +73,12 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--extra", action="store_true", help="also run the papers' gpu_extra jobs (hours)")
     parser.add_argument("--timeout", type=int, default=150, help="seconds per paper")
     args = parser.parse_args(argv)
-    rows = plan()
+    meta = _meta()
+    rows = plan(meta)
     if args.dry_run:
         for name, cmd in rows:
             print(f"{name}: {shlex.join(cmd) if cmd else 'no gpu_check in paper.yaml'}")
-        for name, cmd in extra_jobs():
+        for name, cmd in extra_jobs(meta):
             print(f"{name} (EXTRA=1 only): {cmd}")
         return 0
     import torch
@@ -112,7 +112,7 @@ def main(argv: list[str]) -> int:
         print(lines[-1], flush=True)
     if args.extra:
         lines += ["", "## Longer jobs (gpu_extra)", ""]
-        for name, cmd in extra_jobs():
+        for name, cmd in extra_jobs(meta):
             proc = subprocess.run(shlex.split(cmd), cwd=ROOT, capture_output=True, text=True)
             (OUT / f"{name}-extra.log").write_text(proc.stdout + proc.stderr)
             failed += proc.returncode != 0

@@ -163,16 +163,16 @@ class Run:
         if not any(self.dir.iterdir()):
             return False
         found = self._recorded_digest()
+        if overwrite:
+            self._move_aside()
+            return False
         if found == self.config_sha256:
-            return False if overwrite and self._move_aside() else True
+            return True
         what = ("a run of another config" if found else "not a run folder (no run_info.json with a config hash)")
-        if not overwrite:
-            raise RunDirError(
-                f"--out {self.dir} is {what}; writing there would mix results. "
-                "Choose a new --out, or pass --overwrite to move the old folder aside."
-            )
-        self._move_aside()
-        return False
+        raise RunDirError(
+            f"--out {self.dir} is {what}; writing there would mix results. "
+            "Choose a new --out, or pass --overwrite to move the old folder aside."
+        )
 
     def _recorded_digest(self) -> str | None:
         try:
@@ -180,11 +180,10 @@ class Run:
         except (OSError, ValueError, AttributeError):
             return None
 
-    def _move_aside(self) -> bool:
+    def _move_aside(self) -> None:
         aside = self.dir.with_name(f"{self.dir.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}")
         self.dir.rename(aside)
         print(f"--overwrite: moved the old {self.dir} to {aside}", file=sys.stderr)
-        return True
 
     def _write_provenance(self, resolved: dict[str, Any], reused: bool) -> None:
         now = time.strftime("%Y-%m-%dT%H:%M:%S%z")

@@ -1,10 +1,14 @@
-"""Helpers for tests of multi-process training: the torchrun command and environment for a CPU (gloo) run."""
+"""Helpers for tests of multi-process training: the torchrun command and environment for a CPU (gloo) run, and
+an interruption simulated on a finished run folder."""
 
 from __future__ import annotations
 
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+
+from shared.runs.rundir import list_checkpoints
 
 _TORCHRUN_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "GROUP_RANK")
 
@@ -20,3 +24,13 @@ def torchrun_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in _TORCHRUN_VARS}
     env.update(OMP_NUM_THREADS="1", TQDM_DISABLE="1", **extra)
     return env
+
+
+def drop_newest_checkpoint(run_dir: str | Path) -> int:
+    """Delete a finished run's newest checkpoint, as if the run had been killed just before writing it, and return
+    the step of the newest one left: rerunning the same command must resume there and end with the same run."""
+    saved = list_checkpoints(Path(run_dir))
+    if len(saved) < 2:
+        raise ValueError(f"{run_dir} holds {len(saved)} checkpoint(s); an interrupted run needs an earlier one")
+    saved[-1][1].unlink()
+    return saved[-2][0]

@@ -1,4 +1,4 @@
-"""Two processes under torchrun (gloo, CPU) train like one process on the same global batch."""
+"""Two processes under torchrun (gloo, CPU) train like one process on the same global batch, and resume."""
 
 import json
 import subprocess
@@ -7,27 +7,38 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 
-from shared.accel.testing import torchrun_cmd, torchrun_env
+from papers.adalink import train
+from shared.accel.testing import drop_newest_checkpoint, torchrun_cmd, torchrun_env
 
 SMOKE = str(Path(__file__).parents[1] / "configs" / "smoke.yaml")
-ARGS = ["--config", SMOKE, "eval_splits=[test]", "micro_batch_size=0"]
+ARGS = ["--config", SMOKE, "eval_splits=[test]", "micro_batch_size=0", "checkpoint_every=1"]
+ADAPTER = Path("adapter") / "adalink_adapter.safetensors"
 
 
-def _run(out: Path, nproc: int) -> dict:
-    cmd = torchrun_cmd("papers.adalink.train", ["--out", str(out), *ARGS], nproc=nproc)
-    subprocess.run(cmd, env=torchrun_env(), check=True, capture_output=True, timeout=300)
-    return json.loads((out / "metrics.json").read_text())
+def _torchrun(out: Path) -> subprocess.CompletedProcess:
+    cmd = torchrun_cmd("papers.adalink.train", ["--out", str(out), *ARGS])
+    done = subprocess.run(cmd, env=torchrun_env(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
 
 
-@pytest.mark.slow
-def test_two_processes_match_one(tmp_path: Path) -> None:
-    one, two = _run(tmp_path / "one", 1), _run(tmp_path / "two", 2)
-    assert two["world_size"] == 2 and one["world_size"] == 1
-    assert two["final_loss"] == pytest.approx(one["final_loss"], rel=1e-5)  # float sums in another order
-    a = load_file(str(tmp_path / "one" / "adapter" / "adalink_adapter.safetensors"))
-    b = load_file(str(tmp_path / "two" / "adapter" / "adalink_adapter.safetensors"))
+def _assert_same_run(one: Path, two: Path) -> None:
+    m1, m2 = (json.loads((d / "metrics.json").read_text()) for d in (one, two))
+    assert (m1["world_size"], m2["world_size"]) == (1, 2)
+    assert m2["final_loss"] == pytest.approx(m1["final_loss"], rel=1e-5)  # float sums in another order
+    a, b = load_file(str(one / ADAPTER)), load_file(str(two / ADAPTER))
     for key in a:
         assert (a[key] - b[key]).abs().max() < 1e-5, key
-    rows = (tmp_path / "two" / "metrics.jsonl").read_text().splitlines()
-    assert [json.loads(r)["step"] for r in rows] == [0, 1, 2]  # rank 1 wrote nothing
-    assert len(list((tmp_path / "two" / "tensorboard").glob("events.*"))) == 1
+    rows = (two / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(r)["step"] for r in rows] == [0, 1, 2]  # rank 1 wrote nothing, no row twice
+
+
+def test_two_processes_match_one_and_resume(tmp_path: Path) -> None:
+    one, two = tmp_path / "one", tmp_path / "two"
+    train.main(["--out", str(one), *ARGS])
+    _torchrun(two)
+    _assert_same_run(one, two)
+    assert len(list((two / "tensorboard").glob("events.*"))) == 1
+    step = drop_newest_checkpoint(two)  # as if both ranks were killed before the last checkpoint
+    assert f"resuming from step {step}" in _torchrun(two).stderr
+    _assert_same_run(one, two)

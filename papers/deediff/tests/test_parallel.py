@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from papers.deediff import train
-from shared.accel.testing import torchrun_cmd, torchrun_env
+from shared.accel.testing import drop_newest_checkpoint, torchrun_cmd, torchrun_env
 from shared.runs import load_checkpoint
 
 SMOKE = str(Path(__file__).parents[1] / "configs" / "smoke.yaml")
@@ -53,14 +53,22 @@ def test_two_micro_batches_equal_the_whole_batch(tmp_path: Path) -> None:
     assert whole["peak_gpu_memory_bytes"] == 0 and whole["steps_per_s"] > 0 and whole["images_per_s"] > 0
 
 
-def test_torchrun_two_processes_equal_one(tmp_path: Path) -> None:
+def test_torchrun_two_processes_equal_one_and_resume(tmp_path: Path) -> None:
     train.main(["--config", SMOKE, "--out", str(tmp_path / "one"), *TINY])
     cmd = torchrun_cmd("papers.deediff.train", ["--config", SMOKE, "--out", str(tmp_path / "two"), *TINY])
-    proc = subprocess.run(cmd, env=torchrun_env(), capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+
+    def torchrun() -> str:
+        proc = subprocess.run(cmd, env=torchrun_env(), capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return proc.stderr
+
+    torchrun()
     assert_same_run(tmp_path / "one", tmp_path / "two")
     two = tmp_path / "two"
     assert json.loads((two / "metrics.json").read_text())["world_size"] == 2
     assert len(list((two / "tensorboard").iterdir())) == 1  # one writer: rank 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["one", "two"]  # one run folder, nothing moved aside
     assert sorted(p.name for p in (two / "weights").iterdir()) == ["baseline.pt", "deediff.pt"]
+    step = drop_newest_checkpoint(two)  # as if both ranks were killed during the fine-tuning stage
+    assert f"resuming from step {step}" in torchrun()
+    assert_same_run(tmp_path / "one", two)

@@ -1,4 +1,5 @@
-"""torchrun with 2 processes (gloo, CPU) against one process with the same global batch, and accumulation."""
+"""torchrun with 2 processes (gloo, CPU) against one process with the same global batch, resume under 2 processes,
+and accumulation."""
 
 import json
 import subprocess
@@ -8,7 +9,7 @@ import torch
 from safetensors.torch import load_file
 
 from papers.moduleformer import train
-from shared.accel.testing import torchrun_cmd, torchrun_env
+from shared.accel.testing import drop_newest_checkpoint, torchrun_cmd, torchrun_env
 
 SMOKE = str(Path(__file__).parents[1] / "configs" / "smoke.yaml")
 # the MI loss is a statistic of the batch each forward sees (p(e) is its mean), so micro-batches and ranks change
@@ -34,8 +35,17 @@ def test_two_processes_and_accumulation_equal_one_process(tmp_path: Path) -> Non
     train.main(["--config", SMOKE, "--out", str(tmp_path / "accum"), *OVERRIDES, "micro_batch_size=2"])
     assert_same_run(tmp_path / "accum", tmp_path / "one", tol=1e-5)  # 2 micro-batches of 2 == one batch of 4
     cmd = torchrun_cmd("papers.moduleformer.train", ["--config", SMOKE, "--out", str(tmp_path / "two"), *OVERRIDES])
-    done = subprocess.run(cmd, env=torchrun_env(), capture_output=True, text=True, timeout=300, cwd=Path(__file__).parents[3])
-    assert done.returncode == 0, done.stderr[-3000:]
+
+    def torchrun() -> str:
+        done = subprocess.run(cmd, env=torchrun_env(), capture_output=True, text=True, timeout=300,
+                              cwd=Path(__file__).parents[3])
+        assert done.returncode == 0, done.stderr[-3000:]
+        return done.stderr
+
+    torchrun()
     assert_same_run(tmp_path / "two", tmp_path / "one", tol=1e-5)  # 2 ranks x 2 rows == one batch of 4
     assert json.loads((tmp_path / "two" / "metrics.json").read_text())["world_size"] == 2
     assert len(list((tmp_path / "two").rglob("events.out.tfevents*"))) == 1  # one run in the folder
+    step = drop_newest_checkpoint(tmp_path / "two")  # as if both ranks were killed before the last checkpoint
+    assert f"resuming from step {step}" in torchrun()
+    assert_same_run(tmp_path / "two", tmp_path / "one", tol=1e-5)

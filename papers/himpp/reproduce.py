@@ -126,6 +126,40 @@ def markdown(table: dict[str, dict[str, dict[str, float]]], columns: list[str]) 
     return "\n".join(lines)
 
 
+def compare(table: dict[str, dict[str, dict[str, float]]], columns: list[str], method: str = "himpp") -> list[dict]:
+    """``method`` against every other variant per column: the difference of mean final ROC-AUCs with its combined
+    SE, and a verdict. A side that is not above chance (mean - 2 SE <= 0.5) is no working model, so the verdict is
+    withheld; a difference inside 2 combined SEs is reported as no gap."""
+    rows = []
+    for column in columns:
+        ours = table.get(method, {}).get(column)
+        for variant, cells in table.items():
+            if variant == method or ours is None or column not in cells:
+                continue
+            other = cells[column]
+            diff = ours["mean"] - other["mean"]
+            se = float(np.hypot(ours["sem"], other["sem"]))
+            at_chance = [v for v, c in ((method, ours), (variant, other)) if c["mean"] - 2 * c["sem"] <= 0.5]
+            if at_chance:
+                verdict = f"withheld: {' and '.join(at_chance)} not above chance (ROC-AUC - 2 SE <= 50)"
+            elif abs(diff) <= 2 * se:
+                verdict = "no gap (inside 2 combined SE)"
+            else:
+                verdict = f"{method} {'ahead' if diff > 0 else 'behind'}"
+            rows.append({"column": column, "method": method, "baseline": variant, "difference": diff,
+                         "se": se, "verdict": verdict})
+    return rows
+
+
+def comparison_markdown(rows: list[dict]) -> str:
+    lines = ["| column | HiMPP vs | difference ± combined SE | verdict |", "|---|---|---|---|"]
+    for r in rows:
+        method, _, pre = r["baseline"].partition("+")
+        name = LABELS[method] + (" + attribute-masking pretraining" if pre else "")
+        lines.append(f"| {r['column']} | {name} | {100 * r['difference']:+.2f} ± {100 * r['se']:.2f} | {r['verdict']} |")
+    return "\n".join(lines)
+
+
 def plot_bars(table: dict[str, dict[str, dict[str, float]]], columns: list[str], path: Path) -> None:
     import matplotlib.pyplot as plt
 
@@ -160,7 +194,10 @@ def write_results(cfg: HiMPPConfig, config_path: str, out: Path, rows: list[dict
                   final: bool) -> tuple[str, dict[str, Any]]:
     """results.md, results.json and the plots for the rows so far (marked partial until the grid is done)."""
     table = summarise(rows)
+    comparisons = compare(table, columns)
     text = markdown(table, columns)
+    if comparisons:
+        text += "\n\nHiMPP against each other row (final step):\n\n" + comparison_markdown(comparisons)
     plot_bars(table, columns, out / "roc_auc.png")
     plot_losses({f"{r['variant']} {r['dataset']} {r['k_shot']}-shot": [
         row["train_loss"] for row in map(json.loads, Path(r["losses_file"]).read_text().splitlines())
@@ -177,7 +214,7 @@ def write_results(cfg: HiMPPConfig, config_path: str, out: Path, rows: list[dict
               f"training loss over the last 10 steps vs. the loss of always predicting the training queries' "
               f"positive rate (a model that learnt nothing beyond the prior).\n\n{text}\n\n{PAPER_NOTE}\n")
     (out / "results.md").write_text(report)
-    results = {"table": table, "runs": [{k: v for k, v in r.items() if k != "losses_file"} for r in rows]}
+    results = {"table": table, "comparisons": comparisons, "runs": [{k: v for k, v in r.items() if k != "losses_file"} for r in rows]}
     (out / "results.json").write_text(json.dumps(results, indent=2))
     return report, table
 

@@ -30,7 +30,7 @@ from papers.meddiffusion.engine import fit, load_cohort, prepare, read_predictio
 from papers.meddiffusion.metrics import average_precision, bootstrap, interval, pr_auc_trapezoid
 from papers.meddiffusion.reference import logistic_regression_reference
 from papers.meddiffusion.variants import variant_overrides
-from shared.runs import entrypoint, load_config, parse_run_args, to_dict
+from shared.runs import Run, entrypoint, load_config, parse_run_args, to_dict
 
 METRICS = ("pr_auc_trapz", "pr_auc", "f1", "kappa", "f1_tuned", "kappa_tuned", "roc_auc")
 PR_AUCS = {"pr_auc_trapz": pr_auc_trapezoid, "pr_auc": average_precision}
@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_run_args(argv, __doc__)
     base = load_config(Config, args.config, args.overrides)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    run = Run(out, base, tensorboard=False)  # the folder belongs to this config; run_info.json for publishing
     started = time.time()
     cohort = load_cohort(base)
     prepared_by_fraction: dict[float, Any] = {}
@@ -243,6 +243,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     (out / "results.json").write_text(json.dumps(payload, indent=1))
     plot(results, curve, out)
     print(text)
+    run.finish({"results": results, "comparisons": comparisons, "wall_seconds": payload["wall_seconds"]})
     return payload
 
 

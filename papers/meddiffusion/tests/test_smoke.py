@@ -16,7 +16,8 @@ SMOKE = str(Path(__file__).parents[1] / "configs" / "smoke.yaml")
 @pytest.mark.smoke
 def test_reproduce_on_smoke_config(tmp_path: Path) -> None:
     payload = reproduce.main(["--config", SMOKE, "--out", str(tmp_path)])
-    for name in ("results.md", "results.json", "methods_pr_auc.png", "scarce_data_curve.png"):
+    for name in ("results.md", "results.json", "methods_pr_auc.png", "scarce_data_curve.png", "run_info.json",
+                 "metrics.json"):  # run_info.json: what ci/publish_results.py checks before publishing
         assert (tmp_path / name).exists(), name
     assert {"MedDiffusion", "LSTM"} < set(payload["results"])  # plus the logistic-regression reference
     for stats in payload["results"].values():

@@ -50,6 +50,13 @@ class Config:
     val_tokens: int = 4096
     eval_window: int = 512
     eval_bos: bool = False
+    # zero-shot accuracy in evaluate.py through lm-evaluation-harness (paper Table 3: zeroshot.PAPER_TASKS); empty =
+    # none. lm-eval reads the tasks' data through `datasets` (offline: its cache, or task YAMLs in zero_shot_include);
+    # zero_shot_limit caps the items per task (null = all)
+    zero_shot_tasks: list[str] = dataclasses.field(default_factory=list)
+    zero_shot_include: str | None = None
+    zero_shot_limit: int | None = None
+    zero_shot_batch_size: int = 8
     # reproduction (reproduce.py): M and lambda of OWL chosen on validation documents (seed `seed`); the table
     # methods then run for every calibration seed on test documents; the calibration-size curve and the
     # tie-break check run at seed `seed` on validation
@@ -94,5 +101,7 @@ class Config:
         for key in ("eval_tokens", "val_tokens"):
             if getattr(self, key) < 0 or 0 < getattr(self, key) < self.eval_window:
                 raise ValueError(f"{key} must be 0 (the whole split) or fill a window of {self.eval_window}")
+        if (self.zero_shot_limit is not None and self.zero_shot_limit <= 0) or self.zero_shot_batch_size <= 0:
+            raise ValueError("zero_shot_limit (or null) and zero_shot_batch_size must be positive")
         if not self.seeds or self.seed not in self.seeds:
             raise ValueError(f"seeds must be a non-empty list that contains seed ({self.seed}), got {self.seeds}")

@@ -1,4 +1,5 @@
-"""Perplexity of a pruned model on held-out documents: ``python -m papers.owl.evaluate --config FILE --out RUN``.
+"""Perplexity of a pruned model on held-out documents, and zero-shot accuracy through lm-evaluation-harness
+when ``zero_shot_tasks`` is set: ``python -m papers.owl.evaluate --config FILE --out RUN``.
 
 ``RUN`` is a directory written by ``train`` (it reads ``RUN/pruned_model``); with ``method=dense`` the unpruned
 model is evaluated instead.
@@ -14,8 +15,9 @@ from papers.owl.models import DTYPES, load_model
 from papers.owl.offload import execution_device, offload_blocks
 from papers.owl.pipeline import evaluation_tokens, perplexities, sparsity_columns, write_json
 from papers.owl.sequential import find_decoder_blocks
+from papers.owl.zeroshot import zero_shot
 from shared.accel import set_torch_threads
-from shared.runs import entrypoint, load_config, parse_run_args
+from shared.runs import UserError, entrypoint, load_config, parse_run_args
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
@@ -37,6 +39,12 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     tokens = evaluation_tokens(cfg, tokenizer, "test")
     metrics = {**perplexities(model, tokens, cfg.eval_window, cfg.progress), **sparsity_columns(model),
                "eval_tokens": {name: int(t.numel()) for name, t in tokens.items()}}
+    if cfg.zero_shot_tasks:
+        if tokenizer is None:
+            raise UserError(f"zero-shot tasks need a model with a tokenizer; {cfg.model} is byte-level")
+        metrics["zero_shot"] = zero_shot(model, tokenizer, cfg.zero_shot_tasks, include_path=cfg.zero_shot_include,
+                                         limit=cfg.zero_shot_limit, batch_size=cfg.zero_shot_batch_size,
+                                         add_bos=cfg.eval_bos)
     Path(args.out).mkdir(parents=True, exist_ok=True)
     write_json(Path(args.out, "eval.json"), metrics)
     print(metrics)

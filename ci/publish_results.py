@@ -20,7 +20,7 @@ from pathlib import Path
 from paper_list import require_paper
 
 ROOT = Path(__file__).resolve().parents[1]
-LEFT_BEHIND = ("checkpoints", "tensorboard", "model", "*.pt", "*.safetensors", "*.replaced-*")
+LEFT_BEHIND = ("checkpoints", "tensorboard", "model", "*.pt", "*.pkl", "*.safetensors", "*.replaced-*")  # *.pkl: resume state
 
 
 def _git(*args: str) -> str:

@@ -21,6 +21,8 @@ def test_reproduce_on_smoke_config(tmp_path: Path) -> None:
     # dense; grid M=3,5 (val; the chosen cell gains its test columns); wanda seed 0; wanda, owl_wanda seed 1;
     # topk tie-break x 2; curve at 2 windows x 2
     assert len(rows) == 1 + 2 + 1 + 2 + 2 + 2
+    steps = [json.loads(line)["step"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, len(steps) + 1)) and len(steps) == len(rows) + 1  # + the chosen cell's test pass
     md = (tmp_path / "results.md").read_text()
     assert "| M \\ lambda | 0.08 |" in md and "whole-model sparsity" in md and "Verdict" in md
     for row in rows.values():

@@ -133,8 +133,10 @@ def compare(table: dict[str, dict[str, dict[str, float]]], columns: list[str], m
     rows = []
     for column in columns:
         ours = table.get(method, {}).get(column)
+        if ours is None:
+            continue
         for variant, cells in table.items():
-            if variant == method or ours is None or column not in cells:
+            if variant == method or column not in cells:
                 continue
             other = cells[column]
             diff = ours["mean"] - other["mean"]

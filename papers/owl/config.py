@@ -50,7 +50,7 @@ class Config:
     val_tokens: int = 4096
     eval_window: int = 512
     eval_bos: bool = False
-    # zero-shot accuracy in evaluate.py through lm-evaluation-harness (paper Table 3: zeroshot.PAPER_TASKS); empty =
+    # zero-shot accuracy in evaluate.py through lm-evaluation-harness (paper Table 3: configs/paper.yaml); empty =
     # none. lm-eval reads the tasks' data through `datasets` (offline: its cache, or task YAMLs in zero_shot_include);
     # zero_shot_limit caps the items per task (null = all)
     zero_shot_tasks: list[str] = dataclasses.field(default_factory=list)

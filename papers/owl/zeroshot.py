@@ -16,7 +16,6 @@ import torch
 
 from shared.runs import UserError
 
-PAPER_TASKS = ("boolq", "rte", "hellaswag", "winogrande", "arc_easy", "arc_challenge", "openbookqa")
 METRICS = ("acc", "acc_norm")
 
 

@@ -1,9 +1,10 @@
-"""Helpers for tests of multi-process training: the torchrun command and environment for a CPU (gloo) run, and
-an interruption simulated on a finished run folder."""
+"""Helpers for tests of multi-process training: the torchrun command and environment for a CPU (gloo) run, a
+checked launch, and an interruption simulated on a finished run folder."""
 
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,6 +25,16 @@ def torchrun_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in _TORCHRUN_VARS}
     env.update(OMP_NUM_THREADS="1", TQDM_DISABLE="1", **extra)
     return env
+
+
+def run_torchrun(module: str, args: Sequence[str], nproc: int = 2, timeout: float = 300, **env: str) -> str:
+    """Launch ``module`` under torchrun with :func:`torchrun_env` (plus ``env``); fail with the tail of its stderr
+    unless it exits 0; return its stderr (rank 0's log lines)."""
+    done = subprocess.run(torchrun_cmd(module, args, nproc), env=torchrun_env(**env), capture_output=True, text=True,
+                          timeout=timeout)
+    if done.returncode != 0:
+        raise AssertionError(f"torchrun {module} exited {done.returncode}:\n{done.stderr[-3000:]}")
+    return done.stderr
 
 
 def drop_newest_checkpoint(run_dir: str | Path) -> int:

@@ -1,25 +1,17 @@
 """Two processes under torchrun (gloo, CPU) train like one process on the same global batch, and resume."""
 
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
 from safetensors.torch import load_file
 
 from papers.adalink import train
-from shared.accel.testing import drop_newest_checkpoint, torchrun_cmd, torchrun_env
+from shared.accel.testing import drop_newest_checkpoint, run_torchrun
 
 SMOKE = str(Path(__file__).parents[1] / "configs" / "smoke.yaml")
 ARGS = ["--config", SMOKE, "eval_splits=[test]", "micro_batch_size=0", "checkpoint_every=1"]
 ADAPTER = Path("adapter") / "adalink_adapter.safetensors"
-
-
-def _torchrun(out: Path) -> subprocess.CompletedProcess:
-    cmd = torchrun_cmd("papers.adalink.train", ["--out", str(out), *ARGS])
-    done = subprocess.run(cmd, env=torchrun_env(), capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return done
 
 
 def _assert_same_run(one: Path, two: Path) -> None:
@@ -36,9 +28,9 @@ def _assert_same_run(one: Path, two: Path) -> None:
 def test_two_processes_match_one_and_resume(tmp_path: Path) -> None:
     one, two = tmp_path / "one", tmp_path / "two"
     train.main(["--out", str(one), *ARGS])
-    _torchrun(two)
+    run_torchrun("papers.adalink.train", ["--out", str(two), *ARGS])
     _assert_same_run(one, two)
     assert len(list((two / "tensorboard").glob("events.*"))) == 1
     step = drop_newest_checkpoint(two)  # as if both ranks were killed before the last checkpoint
-    assert f"resuming from step {step}" in _torchrun(two).stderr
+    assert f"resuming from step {step}" in run_torchrun("papers.adalink.train", ["--out", str(two), *ARGS])
     _assert_same_run(one, two)

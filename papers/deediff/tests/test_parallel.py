@@ -9,14 +9,13 @@ a plain mean over samples and so must match exactly up to float32 rounding.
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
 import torch
 
 from papers.deediff import train
-from shared.accel.testing import drop_newest_checkpoint, torchrun_cmd, torchrun_env
+from shared.accel.testing import drop_newest_checkpoint, run_torchrun
 from shared.runs import load_checkpoint
 
 SMOKE = str(Path(__file__).parents[1] / "configs" / "smoke.yaml")
@@ -55,14 +54,8 @@ def test_two_micro_batches_equal_the_whole_batch(tmp_path: Path) -> None:
 
 def test_torchrun_two_processes_equal_one_and_resume(tmp_path: Path) -> None:
     train.main(["--config", SMOKE, "--out", str(tmp_path / "one"), *TINY])
-    cmd = torchrun_cmd("papers.deediff.train", ["--config", SMOKE, "--out", str(tmp_path / "two"), *TINY])
-
-    def torchrun() -> str:
-        proc = subprocess.run(cmd, env=torchrun_env(), capture_output=True, text=True, timeout=300)
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        return proc.stderr
-
-    torchrun()
+    args = ["--config", SMOKE, "--out", str(tmp_path / "two"), *TINY]
+    run_torchrun("papers.deediff.train", args)
     assert_same_run(tmp_path / "one", tmp_path / "two")
     two = tmp_path / "two"
     assert json.loads((two / "metrics.json").read_text())["world_size"] == 2
@@ -70,5 +63,5 @@ def test_torchrun_two_processes_equal_one_and_resume(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["one", "two"]  # one run folder, nothing moved aside
     assert sorted(p.name for p in (two / "weights").iterdir()) == ["baseline.pt", "deediff.pt"]
     step = drop_newest_checkpoint(two)  # as if both ranks were killed during the fine-tuning stage
-    assert f"resuming from step {step}" in torchrun()
+    assert f"resuming from step {step}" in run_torchrun("papers.deediff.train", args)
     assert_same_run(tmp_path / "one", two)

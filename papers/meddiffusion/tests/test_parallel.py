@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -14,7 +13,7 @@ from papers.meddiffusion import train
 from papers.meddiffusion.config import Config
 from papers.meddiffusion.engine import fit, prepare
 from papers.meddiffusion.tests.toy import toy_cohort
-from shared.accel.testing import drop_newest_checkpoint, torchrun_cmd, torchrun_env
+from shared.accel.testing import drop_newest_checkpoint, run_torchrun
 from shared.runs import latest_checkpoint
 
 SMOKE = str(Path(__file__).parents[1] / "configs" / "smoke.yaml")
@@ -60,12 +59,7 @@ def test_two_processes_follow_one_process(tmp_path: Path) -> None:
     one = train.main(["--config", SMOKE, "--out", str(tmp_path / "one"), *overrides])
     two = tmp_path / "two"
     kit = {"ML_PAPERS_KIT": os.environ["ML_PAPERS_KIT"]} if "ML_PAPERS_KIT" in os.environ else {}  # offline data
-    cmd = torchrun_cmd("papers.meddiffusion.train", ["--config", SMOKE, "--out", str(two), *overrides])
-
-    def torchrun() -> str:
-        done = subprocess.run(cmd, env=torchrun_env(**kit), capture_output=True, text=True, timeout=300)
-        assert done.returncode == 0, done.stderr[-3000:]
-        return done.stderr
+    args = ["--config", SMOKE, "--out", str(two), *overrides]
 
     def assert_same_as_one() -> None:
         _assert_same_training(tmp_path / "one", two)
@@ -74,10 +68,10 @@ def test_two_processes_follow_one_process(tmp_path: Path) -> None:
         assert metrics["test_pr_auc"] == pytest.approx(one["test_pr_auc"], abs=1e-4)
         assert (two / "best_model.pt").exists() and (two / "predictions.csv").exists()
 
-    torchrun()
+    run_torchrun("papers.meddiffusion.train", args, **kit)
     assert_same_as_one()
     assert len(list(two.rglob("events.out.tfevents*"))) == 1
     epoch = drop_newest_checkpoint(two)  # as if both ranks were killed before the last epoch's checkpoint
-    assert f"resuming from step {epoch}" in torchrun()
+    assert f"resuming from step {epoch}" in run_torchrun("papers.meddiffusion.train", args, **kit)
     assert_same_as_one()
 

@@ -2,14 +2,13 @@
 and accumulation."""
 
 import json
-import subprocess
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
 
 from papers.moduleformer import train
-from shared.accel.testing import drop_newest_checkpoint, torchrun_cmd, torchrun_env
+from shared.accel.testing import drop_newest_checkpoint, run_torchrun
 
 SMOKE = str(Path(__file__).parents[1] / "configs" / "smoke.yaml")
 # the MI loss is a statistic of the batch each forward sees (p(e) is its mean), so micro-batches and ranks change
@@ -34,18 +33,11 @@ def test_two_processes_and_accumulation_equal_one_process(tmp_path: Path) -> Non
     train.main(["--config", SMOKE, "--out", str(tmp_path / "one"), *OVERRIDES])
     train.main(["--config", SMOKE, "--out", str(tmp_path / "accum"), *OVERRIDES, "micro_batch_size=2"])
     assert_same_run(tmp_path / "accum", tmp_path / "one", tol=1e-5)  # 2 micro-batches of 2 == one batch of 4
-    cmd = torchrun_cmd("papers.moduleformer.train", ["--config", SMOKE, "--out", str(tmp_path / "two"), *OVERRIDES])
-
-    def torchrun() -> str:
-        done = subprocess.run(cmd, env=torchrun_env(), capture_output=True, text=True, timeout=300,
-                              cwd=Path(__file__).parents[3])
-        assert done.returncode == 0, done.stderr[-3000:]
-        return done.stderr
-
-    torchrun()
+    args = ["--config", SMOKE, "--out", str(tmp_path / "two"), *OVERRIDES]
+    run_torchrun("papers.moduleformer.train", args)
     assert_same_run(tmp_path / "two", tmp_path / "one", tol=1e-5)  # 2 ranks x 2 rows == one batch of 4
     assert json.loads((tmp_path / "two" / "metrics.json").read_text())["world_size"] == 2
     assert len(list((tmp_path / "two").rglob("events.out.tfevents*"))) == 1  # one run in the folder
     step = drop_newest_checkpoint(tmp_path / "two")  # as if both ranks were killed before the last checkpoint
-    assert f"resuming from step {step}" in torchrun()
+    assert f"resuming from step {step}" in run_torchrun("papers.moduleformer.train", args)
     assert_same_run(tmp_path / "two", tmp_path / "one", tol=1e-5)

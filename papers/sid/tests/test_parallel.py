@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
 import torch
 
 from papers.sid import train
-from shared.accel.testing import drop_newest_checkpoint, torchrun_cmd, torchrun_env
+from shared.accel.testing import drop_newest_checkpoint, run_torchrun
 from shared.runs import load_checkpoint
 
 SMOKE = str(Path(__file__).parents[1] / "configs" / "smoke.yaml")
@@ -51,17 +50,11 @@ def test_two_micro_batches_equal_one_batch(tmp_path: Path) -> None:
 
 def test_two_processes_equal_one_and_resume(tmp_path: Path) -> None:
     train.main(["--config", SMOKE, "--out", str(tmp_path / "one"), *TINY])
-    cmd = torchrun_cmd("papers.sid.train", ["--config", SMOKE, "--out", str(tmp_path / "two"), *TINY])
-
-    def torchrun() -> str:
-        proc = subprocess.run(cmd, env=torchrun_env(), capture_output=True, text=True, timeout=300)
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        return proc.stderr
-
-    torchrun()
+    args = ["--config", SMOKE, "--out", str(tmp_path / "two"), *TINY]
+    run_torchrun("papers.sid.train", args)
     _assert_same_run(tmp_path / "one", tmp_path / "two")  # no duplicate rows: rank 0 alone writes
     assert len(list((tmp_path / "two" / "tensorboard").iterdir())) == 1
     assert json.loads((tmp_path / "two" / "metrics.json").read_text())["world_size"] == 2
     step = drop_newest_checkpoint(tmp_path / "two")  # as if both ranks were killed before the last checkpoint
-    assert f"resuming from step {step}" in torchrun()
+    assert f"resuming from step {step}" in run_torchrun("papers.sid.train", args)
     _assert_same_run(tmp_path / "one", tmp_path / "two")

@@ -8,7 +8,7 @@ eps_hat = sqrt(1 - a) (x_t - sqrt(a) mu) / (a var + 1 - a)), and the class accur
 ``... overfit=10 [arch=both] [max_steps=1500] [eval_every=100] [key=value ...]``: the overfit-first protocol. Train on
 10 training images (one per class) and, every ``eval_every`` steps, sample 5 images per class from the EMA model
 and score their label match (the feature network's class = the conditioning class) and their pixel MSE to the
-class's training image; stop once label match > 0.9. ``arch=unet`` (or ``both``) trains a diffusers
+class's training image, and its label reliance (:func:`label_reliance`); stop once label match > 0.9. ``arch=unet`` (or ``both``) trains a diffusers
 ``UNet2DModel`` reference in the same loop (same data, noise, optimiser and sampler). Writes overfit.json and
 overfit_curves.png.
 """
@@ -37,6 +37,7 @@ from shared.metrics import frechet_distance
 from shared.runs import entrypoint, load_config, parse_run_args
 
 PROBE_T = (0.02, 0.05, 0.1, 0.2, 0.3, 0.5)
+LABEL_PROBE_T = 0.3  # alpha_bar = 0.39: the class still changes the best noise prediction a lot
 LABEL_MATCH_TARGET = 0.9
 
 
@@ -128,11 +129,15 @@ def overfit(cfg: Config, out: Path, n_images: int, archs: list[str], max_steps: 
     n_eval = per_class * cfg.num_classes
     eval_cfg = dataclasses.replace(cfg, eval_batch_size=n_eval)
     targets = x[torch.argsort(y)]  # the training image of class c, for the label c (one image per class)
+    sde = VPSDE(cfg.beta_min, cfg.beta_max)
+    probe_x, probe_y = x.repeat(20, 1, 1, 1), y.repeat(20)
+    probe_noise = torch.randn(probe_x.shape, generator=torch.Generator().manual_seed(cfg.seed + 2))
 
     def score(model: nn.Module, step: int) -> dict[str, float]:
         samples, sample_labels, *_ = generate(model, eval_cfg, ExitPolicy("full"), n_eval, cfg.seed + 1)
         nearest = mean_sq(samples - targets[sample_labels]) if n_images == cfg.num_classes else torch.tensor(float("nan"))
-        return {**sample_scores(net, ref, samples, sample_labels), "mse_to_training_image": float(nearest.mean())}
+        return {**sample_scores(net, ref, samples, sample_labels), "mse_to_training_image": float(nearest.mean()),
+                **label_reliance(model, sde, probe_x, probe_y, probe_noise)}
 
     result: dict[str, Any] = {"n_images": n_images, "train_indices": idx.tolist(), "feature_net": net.name,
                               "label_match_target": LABEL_MATCH_TARGET, "eval_samples": n_eval, "runs": {}}
@@ -180,6 +185,16 @@ def gaussian_mse(sde: VPSDE, x0: torch.Tensor, noise: torch.Tensor, t: float, mu
     a = sde.cum_alpha(torch.tensor(t))
     xt = sde.perturb(x0, torch.full((len(x0),), t), noise)
     return float(mean_sq(noise - (1 - a).sqrt() * (xt - a.sqrt() * mu) / (a * var + 1 - a)).mean())
+
+
+def label_reliance(model: nn.Module, sde: VPSDE, x0: torch.Tensor, y: torch.Tensor, noise: torch.Tensor,
+                   t: float = LABEL_PROBE_T) -> dict[str, float]:
+    """Noise MSE at a fixed t with the true labels and with every label moved to the next class: a model that
+    ignores its class condition scores the same on both (gap 0), one that uses it does worse with the wrong ones."""
+    classes = int(y.max()) + 1
+    right = model_mse(model, sde, x0, y, noise, t)
+    wrong = model_mse(model, sde, x0, (y + 1) % classes, noise, t)
+    return {"mse_right_label": right, "mse_wrong_label": wrong, "label_gap": wrong - right}
 
 
 @torch.no_grad()

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from papers.deediff import diagnose, search
+from papers.deediff.diffusion import VPSDE
 
 CONFIGS = Path(__file__).parents[1] / "configs"
 SMOKE = str(CONFIGS / "smoke.yaml")
@@ -30,9 +31,34 @@ def test_overfit_protocol_runs_uvit_and_unet_reference(tmp_path: Path) -> None:
         assert [r["step"] for r in run["curve"]] == [1]
         assert all(0 <= r["class_accuracy"] <= 1 and r["mse_to_training_image"] > 0 for r in run["curve"])
         assert run["steps_to_target"] in (None, 1)
+        assert all(r["label_gap"] == pytest.approx(r["mse_wrong_label"] - r["mse_right_label"]) for r in run["curve"])
     assert result["runs"]["unet"]["parameters"] > 100_000  # the diffusers UNet2DModel reference
     assert (tmp_path / "overfit.json").exists() and (tmp_path / "overfit_curves.png").exists()
     assert diagnose.steps_to([{"step": 5, "class_accuracy": 0.8}, {"step": 9, "class_accuracy": 0.95}], 0.9) == 9
+
+
+class _Lookup(torch.nn.Module):
+    """Predicts the noise exactly when its label is right (it looks the noise up by label), else zero; or, with
+    ``use_label=False``, always a quarter of the noise."""
+
+    def __init__(self, noise: torch.Tensor, labels: torch.Tensor, use_label: bool) -> None:
+        super().__init__()
+        self.noise, self.labels, self.use_label = noise, labels, use_label
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if not self.use_label:
+            return 0.25 * self.noise
+        return self.noise * (y == self.labels).float().view(-1, 1, 1, 1)
+
+
+def test_label_reliance_is_zero_for_a_model_that_ignores_labels() -> None:
+    sde = VPSDE()
+    x0, y = torch.zeros(4, 1, 2, 2), torch.tensor([0, 1, 2, 0])
+    noise = torch.ones(4, 1, 2, 2)
+    ignores = diagnose.label_reliance(_Lookup(noise, y, use_label=False), sde, x0, y, noise)
+    assert ignores["mse_right_label"] == pytest.approx(0.75**2) and ignores["label_gap"] == 0.0
+    uses = diagnose.label_reliance(_Lookup(noise, y, use_label=True), sde, x0, y, noise)
+    assert uses == pytest.approx({"mse_right_label": 0.0, "mse_wrong_label": 1.0, "label_gap": 1.0})
 
 
 @pytest.mark.slow  # three searches of two candidates each

@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         fig.savefig(out / "distance_vs_images.png", dpi=90)
         plt.close(fig)
     if feature_net:
-        fid_curves(out)  # FID vs generator samples, teacher FID line
+        fid_curves([out], out / "fid_vs_images.png")  # FID vs generator samples, teacher FID line
     cols = [c for c in COLUMNS if any(c in r for r in rows)]
     lines = ["| part | variant | sampler | NFE | " + " | ".join(cols) + " |", "|" + "---|" * (4 + len(cols))]
     for r in rows:

@@ -199,7 +199,7 @@ def label_reliance(model: nn.Module, sde: VPSDE, x0: torch.Tensor, y: torch.Tens
 
 @torch.no_grad()
 def model_mse(model: UViT, sde: VPSDE, x0: torch.Tensor, y: torch.Tensor | None, noise: torch.Tensor, t: float) -> float:
-    tb = torch.full((len(x0),), t)
+    tb = torch.full((len(x0),), t, device=x0.device)
     return float(mean_sq(noise - model(sde.perturb(x0, tb, noise), net_time(tb), y)).mean())
 
 

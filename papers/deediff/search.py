@@ -6,7 +6,7 @@ MNIST at 28x28 or 14x14) trains a baseline for ``steps`` steps, scored every ``e
 accuracy and FID of ``eval_samples`` DDIM samples of its EMA model; the candidate with the best final class
 accuracy (then the lower FID) is chosen. ``overfit_images: 10`` runs the search in the overfit-first regime
 (10 training images, one per class: class accuracy = label match), a cheap filter where full data cannot be
-afforded. Every candidate's EMA weights are cached outside the repo
+afforded. Each evaluation also logs the model's label reliance on fixed training images (``diagnose.label_reliance``). Every candidate's EMA weights are cached outside the repo
 (``data_home()/deediff/<cache>/<candidate>-<config hash>/baseline.pt``, with its sha256) and reused by a later
 search with the same resolved config. Writes search.json and search_curves.png; the chosen baseline serves
 ``train`` / ``reproduce`` through ``finetune_from=<its path> baseline_steps=0``.
@@ -24,12 +24,15 @@ import torch
 
 from papers.deediff.config import Config
 from papers.deediff.data import load_images
-from papers.deediff.diagnose import fit, one_per_class, plot_curves, sample_scores
+from papers.deediff.diagnose import fit, label_reliance, one_per_class, plot_curves, sample_scores
+from papers.deediff.diffusion import VPSDE
 from papers.deediff.model import UViT
 from papers.deediff.sweep import ExitPolicy, generate
 from papers.deediff.train import configure_torch
 from shared.runs import Run, entrypoint, load_config, parse_run_args, save_checkpoint
 from shared.runs.config import to_dict
+
+LABEL_PROBE_IMAGES = 200
 
 
 @dataclasses.dataclass
@@ -94,10 +97,17 @@ def run_candidate(name: str, cfg: Config, search: SearchConfig, cache: Path, run
     net = image_feature_network(cfg.dataset)
     ref = net.reference_stats("test")
     eval_cfg = dataclasses.replace(cfg, eval_batch_size=search.eval_samples)
+    sde = VPSDE(cfg.beta_min, cfg.beta_max)
+    probe = torch.arange(LABEL_PROBE_IMAGES) % len(images)  # fixed training images and noise for label reliance
+    probe_x, probe_y = images[probe].to(device), labels[probe].to(device)
+    probe_noise = torch.randn(probe_x.shape, generator=torch.Generator().manual_seed(cfg.seed + 2)).to(device)
 
     def score(model: torch.nn.Module, step: int) -> dict[str, float]:
         samples, sample_labels, *_ = generate(model, eval_cfg, ExitPolicy("full"), search.eval_samples, cfg.seed + 1)
-        return sample_scores(net, ref, samples, sample_labels)
+        scores = sample_scores(net, ref, samples, sample_labels)
+        if cfg.num_classes > 0:
+            scores |= label_reliance(model, sde, probe_x, probe_y, probe_noise)
+        return scores
 
     def log(row: dict[str, Any]) -> None:
         run.log(len(run.history()), candidate=name, **{("train_step" if k == "step" else k): v for k, v in row.items()})

@@ -75,6 +75,7 @@ def test_search_picks_by_class_accuracy_and_reuses_checksummed_weights(tmp_path:
     weights = Path(report["chosen_weights"])
     assert weights.is_relative_to(tmp_path / "cache") and search.file_sha256(weights) == report["chosen_sha256"]
     assert not any(c["reused"] for c in report["candidates"].values())
+    assert all("label_gap" in row for c in report["candidates"].values() for row in c["curve"])
     search.main(["--config", str(spec), "--out", str(tmp_path / "s2")])  # same configs: nothing retrained
     again = json.loads((tmp_path / "s2" / "search.json").read_text())
     assert all(c["reused"] for c in again["candidates"].values()) and again["chosen_sha256"] == report["chosen_sha256"]

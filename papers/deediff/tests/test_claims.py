@@ -16,7 +16,7 @@ from papers.deediff.sweep import ExitPolicy
 from shared.metrics import FeatureStats
 
 
-def result_with(accuracy: float | None, gap_ci: tuple[float, float] = (1.0, 3.0)) -> dict:
+def result_with(accuracy: float | None, gap_ci: tuple[float, float] = (1.0, 3.0), deediff_accuracy: float = 0.8) -> dict:
     base = {"config": "baseline full", "threshold": None, "n_layers": None}
     if accuracy is not None:
         base["class_accuracy"] = accuracy
@@ -25,8 +25,9 @@ def result_with(accuracy: float | None, gap_ci: tuple[float, float] = (1.0, 3.0)
     comps = [{"a": "deediff exit 0.9", "b": "deediff full", "gap": 2.0, "ci_low": gap_ci[0], "ci_high": gap_ci[1]},
              {"a": "deediff exit 0.9", "b": "deediff static 5/9", "gap": -0.5, "ci_low": -1.0, "ci_high": 0.2},
              {"a": "deediff exit 0.9", "b": "deediff schedule 0.9", "gap": -4.0, "ci_low": -6.0, "ci_high": -2.0}]
-    return {"rows": [base, {"config": "deediff full", "threshold": None, "n_layers": None}, exit_row],
-            "comparisons": comps}
+    comps.append({"a": "deediff full", "b": "baseline full", "gap": 5.0, "ci_low": 3.0, "ci_high": 7.0})
+    deediff = {"config": "deediff full", "threshold": None, "n_layers": None, "class_accuracy": deediff_accuracy}
+    return {"rows": [base, deediff, exit_row], "comparisons": comps}
 
 
 def test_gate_withholds_claims_when_the_baseline_does_not_generate() -> None:
@@ -35,6 +36,13 @@ def test_gate_withholds_claims_when_the_baseline_does_not_generate() -> None:
     assert "withheld" in text and "| claim |" not in text
     assert quality_gate(result_with(None)) is not None  # no class accuracy: cannot be checked, so withheld
     assert quality_gate(result_with(0.49)) is not None and quality_gate(result_with(0.5)) is None
+
+
+def test_gate_keeps_only_the_full_depth_claim_when_the_deediff_model_does_not_generate() -> None:
+    text, reason = claims_section(result_with(0.67, deediff_accuracy=0.19))
+    assert reason is not None and "deediff model's samples have class accuracy 0.190 < 0.5" in reason
+    assert "DeeDiff model at full depth vs the baseline" in text and "(worse)" in text  # still reported
+    assert "deediff exit" not in text and "early-exit claims are withheld" in text
 
 
 def test_claims_table_verdicts_follow_the_intervals() -> None:

@@ -38,6 +38,7 @@ from shared.runs import entrypoint, load_config, parse_run_args
 
 PROBE_T = (0.02, 0.05, 0.1, 0.2, 0.3, 0.5)
 LABEL_PROBE_T = 0.3  # alpha_bar = 0.39: the class still changes the best noise prediction a lot
+LABEL_PROBE_IMAGES = 200
 LABEL_MATCH_TARGET = 0.9
 
 
@@ -130,8 +131,7 @@ def overfit(cfg: Config, out: Path, n_images: int, archs: list[str], max_steps: 
     eval_cfg = dataclasses.replace(cfg, eval_batch_size=n_eval)
     targets = x[torch.argsort(y)]  # the training image of class c, for the label c (one image per class)
     sde = VPSDE(cfg.beta_min, cfg.beta_max)
-    probe_x, probe_y = x.repeat(20, 1, 1, 1), y.repeat(20)
-    probe_noise = torch.randn(probe_x.shape, generator=torch.Generator().manual_seed(cfg.seed + 2))
+    probe_x, probe_y, probe_noise = label_probe(x, y, cfg.seed + 2)
 
     def score(model: nn.Module, step: int) -> dict[str, float]:
         samples, sample_labels, *_ = generate(model, eval_cfg, ExitPolicy("full"), n_eval, cfg.seed + 1)
@@ -185,6 +185,15 @@ def gaussian_mse(sde: VPSDE, x0: torch.Tensor, noise: torch.Tensor, t: float, mu
     a = sde.cum_alpha(torch.tensor(t))
     xt = sde.perturb(x0, torch.full((len(x0),), t), noise)
     return float(mean_sq(noise - (1 - a).sqrt() * (xt - a.sqrt() * mu) / (a * var + 1 - a)).mean())
+
+
+def label_probe(images: torch.Tensor, labels: torch.Tensor, seed: int,
+                n: int = LABEL_PROBE_IMAGES) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The fixed inputs of :func:`label_reliance`: the first ``n`` images (cycled when fewer), their labels and
+    seeded noise."""
+    idx = torch.arange(n) % len(images)
+    x = images[idx]
+    return x, labels[idx], torch.randn(x.shape, generator=torch.Generator().manual_seed(seed))
 
 
 def label_reliance(model: nn.Module, sde: VPSDE, x0: torch.Tensor, y: torch.Tensor, noise: torch.Tensor,

@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     claims, withheld = claims_section(result)  # the quality gate: no claims on a baseline that does not generate
     text += "\n" + claims
     if withheld:
-        print(f"claims table withheld: {withheld}")
+        print(f"claims withheld: {withheld}")
     result["claims_withheld"] = withheld
     if cfg.compare_timestep_aware_uem:
         variant = timestep_aware_variant(cfg, out)

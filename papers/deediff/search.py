@@ -24,15 +24,20 @@ import torch
 
 from papers.deediff.config import Config
 from papers.deediff.data import load_images
-from papers.deediff.diagnose import fit, label_reliance, one_per_class, plot_curves, sample_scores
+from papers.deediff.diagnose import (
+    fit,
+    label_probe,
+    label_reliance,
+    one_per_class,
+    plot_curves,
+    sample_scores,
+)
 from papers.deediff.diffusion import VPSDE
 from papers.deediff.model import UViT
 from papers.deediff.sweep import ExitPolicy, generate
 from papers.deediff.train import configure_torch
 from shared.runs import Run, entrypoint, load_config, parse_run_args, save_checkpoint
 from shared.runs.config import to_dict
-
-LABEL_PROBE_IMAGES = 200
 
 
 @dataclasses.dataclass
@@ -98,9 +103,7 @@ def run_candidate(name: str, cfg: Config, search: SearchConfig, cache: Path, run
     ref = net.reference_stats("test")
     eval_cfg = dataclasses.replace(cfg, eval_batch_size=search.eval_samples)
     sde = VPSDE(cfg.beta_min, cfg.beta_max)
-    probe = torch.arange(LABEL_PROBE_IMAGES) % len(images)  # fixed training images and noise for label reliance
-    probe_x, probe_y = images[probe].to(device), labels[probe].to(device)
-    probe_noise = torch.randn(probe_x.shape, generator=torch.Generator().manual_seed(cfg.seed + 2)).to(device)
+    probe_x, probe_y, probe_noise = (v.to(device) for v in label_probe(images, labels, cfg.seed + 2))
 
     def score(model: torch.nn.Module, step: int) -> dict[str, float]:
         samples, sample_labels, *_ = generate(model, eval_cfg, ExitPolicy("full"), search.eval_samples, cfg.seed + 1)

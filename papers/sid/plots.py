@@ -5,6 +5,7 @@ one per seed; default output RUN_DIR/fid_vs_images.png of the first)."""
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 from pathlib import Path
 
@@ -21,7 +22,7 @@ def fid_curves(run_dirs: list[Path], out: Path) -> Path:
     runs = [(d, m) for d in run_dirs for m in sorted((d / "image").glob("**/metrics.jsonl"))]
     if not runs:
         raise FileNotFoundError(f"no image/**/metrics.jsonl under {', '.join(map(str, run_dirs))}")
-    for (run_dir, metrics), color in zip(runs, plt.rcParams["axes.prop_cycle"].by_key()["color"] * len(runs)):
+    for (run_dir, metrics), color in zip(runs, itertools.cycle(plt.rcParams["axes.prop_cycle"].by_key()["color"])):
         rows = [json.loads(line) for line in metrics.read_text().splitlines()]
         rows = [r for r in rows if "eval_fid" in r]
         name = metrics.parent.relative_to(run_dir / "image").as_posix() if metrics.parent != run_dir / "image" else "uncond"

@@ -3,13 +3,15 @@ papers/deediff/configs/search_small.yaml --out DIR [key=value ...]``.
 
 Each candidate (overrides of a base config: patch size, width/depth, long skips, lr and warm-up, batch, EMA,
 MNIST at 28x28 or 14x14) trains a baseline for ``steps`` steps, scored every ``eval_every`` steps by the class
-accuracy and FID of ``eval_samples`` DDIM samples of its EMA model; the candidate with the best final class
-accuracy (then the lower FID) is chosen. ``overfit_images: 10`` runs the search in the overfit-first regime
-(10 training images, one per class: class accuracy = label match), a cheap filter where full data cannot be
-afforded. Each evaluation also logs the model's label reliance on fixed training images (``diagnose.label_reliance``). Every candidate's EMA weights are cached outside the repo
-(``data_home()/deediff/<cache>/<candidate>-<config hash>/baseline.pt``, with its sha256) and reused by a later
-search with the same resolved config. Writes search.json and search_curves.png; the chosen baseline serves
-``train`` / ``reproduce`` through ``finetune_from=<its path> baseline_steps=0``.
+accuracy and FID of ``eval_samples`` DDIM samples of its EMA model and by its label reliance on fixed training
+images (``diagnose.label_reliance``); ``stop_accuracy`` ends a candidate at its first evaluation above it. The
+candidate with the best final class accuracy (then the lower FID) is chosen. ``overfit_images: 10`` runs the
+search in the overfit-first regime (10 training images, one per class: class accuracy = label match), a cheap
+filter where full data cannot be afforded. Every candidate's final EMA weights are cached outside the repo
+(``data_home()/deediff/<cache>/<candidate>-<config hash>/baseline.pt``, with its sha256; beside them
+``ema-step<N>.pt`` from every evaluation) and reused by a later search with the same resolved config. Writes
+search.json and search_curves.png; the chosen baseline serves ``train`` / ``reproduce`` through
+``finetune_from=<its path> baseline_steps=0``.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ class SearchConfig:
     eval_every: int = 200
     eval_samples: int = 100
     target_accuracy: float = 0.8  # the issue's bar for a generating baseline
+    stop_accuracy: float = 0.0  # > 0: a candidate stops at its first evaluation above this class accuracy
     overfit_images: int = 0  # > 0: train on that many images, one per class (the overfit-first protocol); 0 = all
     cache: str = "search_small"  # folder under data_home()/deediff (or an absolute path)
 
@@ -59,6 +62,8 @@ class SearchConfig:
             raise ValueError("candidates is empty: give at least one name -> [overrides]")
         if self.steps <= 0 or self.eval_every <= 0 or self.eval_samples <= 1:
             raise ValueError("steps, eval_every must be positive and eval_samples > 1")
+        if not 0.0 <= self.stop_accuracy < 1.0:
+            raise ValueError(f"stop_accuracy must be in [0, 1) (0 = never stop early), got {self.stop_accuracy}")
 
 
 def candidate_config(search: SearchConfig, config_dir: Path, overrides: list[str]) -> Config:
@@ -70,7 +75,8 @@ def candidate_config(search: SearchConfig, config_dir: Path, overrides: list[str
 
 def config_hash(cfg: Config, search: SearchConfig) -> str:
     """Hash of what determines a candidate's weights (its resolved config and the step budget)."""
-    spec = {**to_dict(cfg), "search_steps": search.steps, "overfit_images": search.overfit_images}
+    spec = {**to_dict(cfg), "search_steps": search.steps, "overfit_images": search.overfit_images,
+            **({"stop_accuracy": search.stop_accuracy} if search.stop_accuracy else {})}
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -106,6 +112,7 @@ def run_candidate(name: str, cfg: Config, search: SearchConfig, cache: Path, run
     probe_x, probe_y, probe_noise = (v.to(device) for v in label_probe(images, labels, cfg.seed + 2))
 
     def score(model: torch.nn.Module, step: int) -> dict[str, float]:
+        save_checkpoint(folder / f"ema-step{step}.pt", {"model": model.state_dict(), "step": step, "config": to_dict(cfg)})
         samples, sample_labels, *_ = generate(model, eval_cfg, ExitPolicy("full"), search.eval_samples, cfg.seed + 1)
         scores = sample_scores(net, ref, samples, sample_labels)
         if cfg.num_classes > 0:
@@ -117,8 +124,9 @@ def run_candidate(name: str, cfg: Config, search: SearchConfig, cache: Path, run
         print(name, row, flush=True)
 
     model = UViT(cfg).to(device)
-    ema, curve = fit(cfg, model, images, labels, search.steps, search.eval_every, score, log=log)
-    save_checkpoint(weights, {"model": ema.state_dict(), "step": search.steps, "config": to_dict(cfg)})
+    ema, curve = fit(cfg, model, images, labels, search.steps, search.eval_every, score,
+                     target=search.stop_accuracy or None, log=log)
+    save_checkpoint(weights, {"model": ema.state_dict(), "step": curve[-1]["step"], "config": to_dict(cfg)})
     entry = {"name": name, "weights": str(weights), "sha256": file_sha256(weights), "curve": curve,
              "parameters": sum(p.numel() for p in model.backbone_parameters()),
              "final_class_accuracy": curve[-1]["class_accuracy"], "final_fid": curve[-1]["fid"]}

@@ -83,3 +83,29 @@ def test_search_picks_by_class_accuracy_and_reuses_checksummed_weights(tmp_path:
     search.main(["--config", str(spec), "--out", str(tmp_path / "s3")])
     third = json.loads((tmp_path / "s3" / "search.json").read_text())
     assert not third["candidates"][report["chosen"]]["reused"]
+
+
+def test_search_snapshots_every_evaluation_and_stops_above_stop_accuracy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = {"base": SMOKE, "overrides": ["sample_steps=2", "warmup_steps=1"], "steps": 3, "eval_every": 1,
+            "eval_samples": 10, "cache": str(tmp_path / "cache"), "candidates": {"a": []}}
+    (tmp_path / "full.yaml").write_text(json.dumps(spec))
+    full = search.main(["--config", str(tmp_path / "full.yaml"), "--out", str(tmp_path / "f")])
+    entry = json.loads((tmp_path / "f" / "search.json").read_text())["candidates"]["a"]
+    folder = Path(entry["weights"]).parent
+    assert sorted(p.name for p in folder.glob("ema-step*.pt")) == ["ema-step1.pt", "ema-step2.pt", "ema-step3.pt"]
+    assert [r["step"] for r in entry["curve"]] == [1, 2, 3] and full["reached_target"] in (0, 1)
+
+    monkeypatch.setattr(search, "sample_scores", lambda *a: {"class_accuracy": 0.9, "fid": 50.0})
+    (tmp_path / "stop.yaml").write_text(json.dumps({**spec, "stop_accuracy": 0.85}))
+    search.main(["--config", str(tmp_path / "stop.yaml"), "--out", str(tmp_path / "s")])
+    stopped = json.loads((tmp_path / "s" / "search.json").read_text())
+    assert [r["step"] for r in stopped["candidates"]["a"]["curve"]] == [1] and stopped["reached_target"]
+    assert torch.load(stopped["chosen_weights"], weights_only=False)["step"] == 1
+    assert Path(stopped["chosen_weights"]).parent != folder  # stop_accuracy is part of the cache key
+
+
+def test_search_config_rejects_a_stop_accuracy_outside_0_1() -> None:
+    with pytest.raises(ValueError, match="stop_accuracy"):
+        search.SearchConfig(base=SMOKE, candidates={"a": []}, stop_accuracy=1.5)

@@ -95,7 +95,12 @@ def test_search_snapshots_every_evaluation_and_stops_above_stop_accuracy(
     entry = json.loads((tmp_path / "f" / "search.json").read_text())["candidates"]["a"]
     folder = Path(entry["weights"]).parent
     assert sorted(p.name for p in folder.glob("ema-step*.pt")) == ["ema-step1.pt", "ema-step2.pt", "ema-step3.pt"]
-    assert [r["step"] for r in entry["curve"]] == [1, 2, 3] and full["reached_target"] in (0, 1)
+    assert [r["step"] for r in entry["curve"]] == [1, 2, 3] and full["reached_target"] == (
+        entry["final_class_accuracy"] >= 0.8)
+    last, final = (torch.load(folder / n, weights_only=False) for n in ("ema-step3.pt", "baseline.pt"))
+    assert last["step"] == final["step"] == 3
+    for k, v in final["model"].items():  # the last snapshot is the final EMA model
+        torch.testing.assert_close(last["model"][k], v, rtol=0, atol=0)
 
     monkeypatch.setattr(search, "sample_scores", lambda *a: {"class_accuracy": 0.9, "fid": 50.0})
     (tmp_path / "stop.yaml").write_text(json.dumps({**spec, "stop_accuracy": 0.85}))

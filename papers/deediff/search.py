@@ -73,9 +73,21 @@ def candidate_config(search: SearchConfig, config_dir: Path, overrides: list[str
     return load_config(Config, base, [*search.overrides, *overrides])
 
 
+# Config keys that cannot change a search's baseline weights (the fine-tuning stage, the sweep, the benchmark, where
+# files go, how a process runs); every ``finetune_*`` key too. Any other key, present or future, is in the cache key.
+NOT_BASELINE_KEYS = frozenset({
+    "device", "precision", "micro_batch_size", "strategy", "threads", "weights_dir", "baseline_steps",
+    "uem_timestep_aware", "uem_weight", "layerwise_weight", "checkpoint_every", "log_every", "eval_samples",
+    "eval_batch_size", "thresholds", "patience", "bootstrap", "bench_batch_sizes", "bench_threshold",
+    "bench_repeats", "compare_timestep_aware_uem",
+})
+
+
 def config_hash(cfg: Config, search: SearchConfig) -> str:
-    """Hash of what determines a candidate's weights (its resolved config and the step budget)."""
-    spec = {**to_dict(cfg), "search_steps": search.steps, "overfit_images": search.overfit_images,
+    """Hash of what determines a candidate's weights: the config keys its baseline training and stop rule read
+    (not the fine-tuning or sweep keys, so adding or changing those keeps the cache) and the step budget."""
+    baseline_keys = {k: v for k, v in to_dict(cfg).items() if k not in NOT_BASELINE_KEYS and not k.startswith("finetune_")}
+    spec = {**baseline_keys, "search_steps": search.steps, "overfit_images": search.overfit_images,
             **({"stop_accuracy": search.stop_accuracy} if search.stop_accuracy else {})}
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
 

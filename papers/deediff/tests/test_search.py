@@ -114,3 +114,13 @@ def test_search_snapshots_every_evaluation_and_stops_above_stop_accuracy(
 def test_search_config_rejects_a_stop_accuracy_outside_0_1() -> None:
     with pytest.raises(ValueError, match="stop_accuracy"):
         search.SearchConfig(base=SMOKE, candidates={"a": []}, stop_accuracy=1.5)
+
+
+def test_cache_key_ignores_fine_tuning_and_sweep_keys_but_not_baseline_ones() -> None:
+    spec = search.SearchConfig(base=SMOKE, candidates={"a": []})
+    cfg = search.candidate_config(spec, CONFIGS, [])
+    key = search.config_hash(cfg, spec)
+    for after_baseline in (["finetune_lr=0.5"], ["thresholds=[0.5]"], ["layerwise_weight=0"], ["threads=3"]):
+        assert search.config_hash(search.candidate_config(spec, CONFIGS, after_baseline), spec) == key
+    for baseline in (["lr=0.5"], ["embed_dim=48"], ["seed=1"], ["sample_steps=7"]):  # the stop rule samples too
+        assert search.config_hash(search.candidate_config(spec, CONFIGS, baseline), spec) != key

@@ -14,6 +14,7 @@ import torch
 
 from papers.deediff.config import Config
 from papers.deediff.diffusion import VPSDE, sample
+from papers.deediff.search import searched_baseline
 from papers.deediff.sweep import ExitPolicy
 from papers.deediff.train import configure_torch, load_weights, train
 from shared.accel import Timer
@@ -34,6 +35,7 @@ def time_policy(model, cfg: Config, policy: ExitPolicy, batch: int, device: torc
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_run_args(argv, __doc__)
     cfg = load_config(Config, args.config, args.overrides)
+    cfg = searched_baseline(cfg, Path(args.config).resolve().parent)
     device = configure_torch(cfg)
     weights = cfg.weights_path(args.out) / "deediff.pt"
     if not weights.exists():

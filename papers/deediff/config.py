@@ -6,6 +6,8 @@ import dataclasses
 from pathlib import Path
 from typing import Literal
 
+FEATURE_NET_DATASETS = ("mnist", "fashion_mnist")  # data sets the repo's FID feature network covers (28x28 grey)
+
 
 @dataclasses.dataclass
 class Config:
@@ -45,11 +47,20 @@ class Config:
     beta_max: float = 20.0
     # optimisation (both stages); with ``finetune_from`` (a baseline.pt) the baseline stage is skipped
     finetune_from: str = ""
+    # a search config (search.py; path relative to the repo root or this config's folder): reproduce and bench run
+    # it (its checksummed weights are reused from the cache when present) and fine-tune its chosen baseline
+    finetune_from_search: str = ""
     baseline_steps: int = 1000
     finetune_steps: int = 500
     batch_size: int = 128
     lr: float = 4e-4
     finetune_lr: float = 2e-4
+    finetune_warmup_steps: int = 100  # the fine-tuning stage's linear lr warm-up (AdaDiff: 2500 CIFAR-10, 5000 CelebA)
+    # > 0: score the full-depth EMA model every N fine-tuning steps (class accuracy and FID of finetune_eval_samples
+    # samples against the TRAINING split) and keep the lowest-FID snapshot as deediff.pt (AdaDiff train.py: FID every
+    # 5000 steps, best kept); 0: deediff.pt is the last EMA model
+    finetune_eval_every: int = 0
+    finetune_eval_samples: int = 200
     weight_decay: float = 0.03
     adam_beta1: float = 0.99
     adam_beta2: float = 0.999
@@ -97,9 +108,17 @@ class Config:
         for name in ("baseline_steps", "finetune_steps", "sample_steps", "eval_samples", "eval_batch_size"):
             if getattr(self, name) < 0 or (name not in ("baseline_steps", "finetune_steps") and getattr(self, name) == 0):
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-        if (self.baseline_steps == 0) != bool(self.finetune_from):
-            raise ValueError("set baseline_steps > 0 to train a baseline, or finetune_from (a baseline.pt) with "
-                             f"baseline_steps=0; got baseline_steps={self.baseline_steps}, finetune_from={self.finetune_from!r}")
+        sources = bool(self.finetune_from) + bool(self.finetune_from_search)
+        if (self.baseline_steps > 0 and sources) or (self.baseline_steps == 0 and sources != 1):
+            raise ValueError("set baseline_steps > 0 to train a baseline, or baseline_steps=0 with one of finetune_from "
+                             f"(a baseline.pt) or finetune_from_search (a search config); got baseline_steps="
+                             f"{self.baseline_steps}, finetune_from={self.finetune_from!r}, "
+                             f"finetune_from_search={self.finetune_from_search!r}")
+        if self.finetune_eval_every < 0 or self.finetune_eval_samples < 2 or self.finetune_warmup_steps < 0:
+            raise ValueError("finetune_eval_every and finetune_warmup_steps must be >= 0 and finetune_eval_samples >= 2")
+        if self.finetune_eval_every and self.dataset not in FEATURE_NET_DATASETS:
+            raise ValueError(f"finetune_eval_every picks the checkpoint by FID, which needs the repo's feature network "
+                             f"({', '.join(FEATURE_NET_DATASETS)}); {self.dataset} has none: set finetune_eval_every: 0")
         if self.batch_size <= 0 or self.lr <= 0 or self.finetune_lr <= 0:
             raise ValueError("batch_size, lr and finetune_lr must be positive")
         if not 0.0 <= self.ema_decay < 1.0:

@@ -28,12 +28,12 @@ from PIL import Image
 from torch import nn
 
 from papers.deediff.config import Config
-from papers.deediff.data import at_size, load_images
+from papers.deediff.data import load_images
 from papers.deediff.diffusion import VPSDE, baseline_loss, mean_sq, net_time
 from papers.deediff.model import UViT
 from papers.deediff.sweep import ExitPolicy, generate
 from papers.deediff.train import batch_for_step, configure_torch, lr_at, make_optimizer, optimizer_step
-from shared.metrics import frechet_distance
+from papers.deediff.validation import sample_scores
 from shared.runs import entrypoint, load_config, parse_run_args
 
 PROBE_T = (0.02, 0.05, 0.1, 0.2, 0.3, 0.5)
@@ -72,13 +72,6 @@ def one_per_class(labels: torch.Tensor, n: int) -> torch.Tensor:
         raise ValueError(f"overfit={n} must be a multiple of the {classes} classes (one image per class: {classes})")
     per_class = [torch.nonzero(labels == c).flatten()[: n // classes] for c in range(classes)]
     return torch.stack(per_class, dim=1).flatten()
-
-
-def sample_scores(net: Any, ref: Any, images: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
-    """Class accuracy (label match) and FID of samples under the repo's feature network (28x28)."""
-    scored = at_size(images)
-    return {"class_accuracy": float((net.predict(scored) == labels.numpy()).mean()),
-            "fid": frechet_distance(net.stats(scored), ref)}
 
 
 def fit(

@@ -18,17 +18,17 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from papers.deediff.config import Config
+from papers.deediff.config import FEATURE_NET_DATASETS, Config
 from papers.deediff.data import at_size, load_images
 from papers.deediff.diffusion import VPSDE, mean_sq, net_time
 from papers.deediff.model import UViT
+from papers.deediff.search import searched_baseline
 from papers.deediff.stats import fid_ci, paired_fid_gap
 from papers.deediff.sweep import ExitPolicy, flop_table, generate
 from papers.deediff.train import configure_torch, load_weights
 from shared.metrics import FeatureStats, frechet_distance
 from shared.runs import entrypoint, load_config, parse_run_args
 
-FEATURE_NET_DATASETS = ("mnist", "fashion_mnist")
 SAMPLES_SHOWN = 20
 
 
@@ -143,7 +143,8 @@ def comparisons(rows: list[dict[str, Any]], n_layers: int) -> list[tuple[str, st
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_run_args(argv, __doc__)
-    return evaluate(load_config(Config, args.config, args.overrides), args.out)
+    cfg = load_config(Config, args.config, args.overrides)
+    return evaluate(searched_baseline(cfg, Path(args.config).resolve().parent), args.out)
 
 
 if __name__ == "__main__":

@@ -153,6 +153,41 @@ def markdown(result: dict[str, Any], title: str) -> str:
     return f"# {title}\n\n{notes}\n{results_table(result)}\n{PAPER_CLAIMS}"
 
 
+def finetune_section(train_metrics: dict[str, Any]) -> str:
+    """results.md's fine-tuning checkpoint selection: the validation curve and the step kept (empty without one)."""
+    curve = train_metrics.get("finetune_validation")
+    if not curve:
+        return ""
+    chosen = train_metrics["finetune_selected_step"]
+    lines = ["| fine-tuning step | validation FID (training-split statistics) | class accuracy |", "|---|---|---|"]
+    lines += [f"| {r['stage_step']}{' (kept)' if r['stage_step'] == chosen else ''} | {r['val_fid']:.2f} "
+              f"| {r['val_class_accuracy']:.3f} |" for r in curve]
+    return ("## DeeDiff fine-tuning: checkpoint selection\n\nThe full-depth EMA model scored every few steps on its own "
+            "samples against the training split (the test split is kept for the tables above); the lowest-FID "
+            "snapshot is `deediff.pt` (as AdaDiff's train.py keeps its best-FID checkpoint).\n\n" + "\n".join(lines) + "\n")
+
+
+def plot_finetune_validation(train_metrics: dict[str, Any], path: Path) -> Path | None:
+    """Validation FID and class accuracy of the full-depth model against fine-tuning steps, the kept step marked."""
+    curve = train_metrics.get("finetune_validation")
+    if not curve:
+        return None
+    steps = [r["stage_step"] for r in curve]
+    fig, ax1 = plt.subplots(figsize=(5.5, 4))
+    ax1.plot(steps, [r["val_fid"] for r in curve], "o-", label="validation FID")
+    ax1.axvline(train_metrics["finetune_selected_step"], color="k", ls=":", lw=1, label="kept")
+    ax1.set_xlabel("DeeDiff fine-tuning step")
+    ax1.set_ylabel("FID vs training split (full depth)")
+    ax2 = ax1.twinx()
+    ax2.plot(steps, [r["val_class_accuracy"] for r in curve], "s--", color="tab:orange", label="class accuracy")
+    ax2.set_ylabel("class accuracy of samples")
+    ax2.set_ylim(0, 1.02)
+    ax1.legend(loc="upper left", fontsize=8)
+    ax2.legend(loc="upper right", fontsize=8)
+    ax1.grid(alpha=0.3)
+    return _save(fig, path, dpi=110)
+
+
 def _save(fig: Any, path: Path, dpi: int) -> Path:
     """Lay out, write and close a figure; returns its path."""
     fig.tight_layout()

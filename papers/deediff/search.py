@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -32,14 +33,15 @@ from papers.deediff.diagnose import (
     label_reliance,
     one_per_class,
     plot_curves,
-    sample_scores,
 )
 from papers.deediff.diffusion import VPSDE
 from papers.deediff.model import UViT
 from papers.deediff.sweep import ExitPolicy, generate
 from papers.deediff.train import configure_torch
+from papers.deediff.validation import sample_scores
 from shared.runs import Run, entrypoint, load_config, parse_run_args, save_checkpoint
 from shared.runs.config import to_dict
+from shared.runs.rundir import config_digest
 
 
 @dataclasses.dataclass
@@ -66,11 +68,14 @@ class SearchConfig:
             raise ValueError(f"stop_accuracy must be in [0, 1) (0 = never stop early), got {self.stop_accuracy}")
 
 
+def config_path(name: str, config_dir: Path) -> Path:
+    """A config named relative to the working directory (the repo root) or, failing that, to ``config_dir``."""
+    path = Path(name)
+    return path if path.is_absolute() or path.exists() else config_dir / path.name
+
+
 def candidate_config(search: SearchConfig, config_dir: Path, overrides: list[str]) -> Config:
-    base = Path(search.base)
-    if not base.is_absolute() and not base.exists():
-        base = config_dir / base.name
-    return load_config(Config, base, [*search.overrides, *overrides])
+    return load_config(Config, config_path(search.base, config_dir), [*search.overrides, *overrides])
 
 
 # Config keys that cannot change a search's baseline weights (the fine-tuning stage, the sweep, the benchmark, where
@@ -146,11 +151,16 @@ def run_candidate(name: str, cfg: Config, search: SearchConfig, cache: Path, run
     return {**entry, "reused": False}
 
 
-def search(search_cfg: SearchConfig, config_dir: Path, out: Path, overwrite: bool = False) -> dict[str, Any]:
+def cache_dir(search_cfg: SearchConfig) -> Path:
+    """The folder of the search's cached candidates: ``cache`` itself when absolute, else under the data home."""
     from shared.data import data_home
 
+    return Path(search_cfg.cache) if Path(search_cfg.cache).is_absolute() else data_home() / "deediff" / search_cfg.cache
+
+
+def search(search_cfg: SearchConfig, config_dir: Path, out: Path, overwrite: bool = False) -> dict[str, Any]:
     run = Run(out, search_cfg, overwrite=overwrite)
-    cache = Path(search_cfg.cache) if Path(search_cfg.cache).is_absolute() else data_home() / "deediff" / search_cfg.cache
+    cache = cache_dir(search_cfg)
     results = {}
     for name, overrides in search_cfg.candidates.items():
         cfg = candidate_config(search_cfg, config_dir, overrides)
@@ -170,6 +180,24 @@ def search(search_cfg: SearchConfig, config_dir: Path, out: Path, overwrite: boo
     print(f"chosen {chosen}: class accuracy {best['final_class_accuracy']:.3f} (FID {best['final_fid']:.1f}) "
           f"{verdict} the target {search_cfg.target_accuracy}; weights {best['weights']}", flush=True)
     return run.finish({k: v for k, v in summary.items() if isinstance(v, (int, float))})
+
+
+def searched_baseline(cfg: Config, config_dir: Path) -> Config:
+    """``cfg`` with ``finetune_from`` set to the baseline its ``finetune_from_search`` config chooses (unchanged
+    without one). The search reuses the cached weights whose checksum holds and trains only what is missing; its
+    run folder lies beside them (``<cache>/runs/<config hash>``), and each candidate's record (curve, sha256) is
+    ``candidate.json`` next to its weights."""
+    if not cfg.finetune_from_search:
+        return cfg
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ValueError("finetune_from_search runs a single-process search: run it once without torchrun (or "
+                         "reproduce), then pass finetune_from=<its baseline.pt> finetune_from_search=''")
+    path = config_path(cfg.finetune_from_search, config_dir)
+    spec = load_config(SearchConfig, path)
+    search_dir = cache_dir(spec) / "runs" / config_digest(to_dict(spec))[:12]
+    search(spec, path.resolve().parent, search_dir)
+    chosen = json.loads((search_dir / "search.json").read_text())["chosen_weights"]
+    return dataclasses.replace(cfg, finetune_from=chosen, finetune_from_search="")
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

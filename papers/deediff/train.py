@@ -21,6 +21,7 @@ from papers.deediff.config import Config
 from papers.deediff.data import load_images
 from papers.deediff.diffusion import VPSDE, baseline_loss, deediff_losses, net_time
 from papers.deediff.model import UViT
+from papers.deediff.validation import ValidationScorer
 from shared.accel import (
     TrainContext,
     count_parameters,
@@ -44,14 +45,19 @@ def make_optimizer(cfg: Config, params: list[torch.nn.Parameter], lr: float) -> 
     return torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay, betas=(cfg.adam_beta1, cfg.adam_beta2))
 
 
-def lr_at(cfg: Config, stage_step: int, base_lr: float) -> float:
-    """Linear warm-up, then constant (U-ViT's 'customized' schedule)."""
-    return base_lr * min(1.0, (stage_step + 1) / max(1, cfg.warmup_steps))
+def lr_at(cfg: Config, stage_step: int, base_lr: float, warmup_steps: int | None = None) -> float:
+    """Linear warm-up over ``warmup_steps`` (default: the baseline's), then constant (U-ViT's 'customized')."""
+    warmup = cfg.warmup_steps if warmup_steps is None else warmup_steps
+    return base_lr * min(1.0, (stage_step + 1) / max(1, warmup))
 
 
 @torch.no_grad()
-def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float, stage_step: int) -> None:
-    decay = min(decay, (1 + stage_step) / (10 + stage_step))
+def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float, stage_step: int, warmup: bool = True) -> None:
+    """ema <- decay ema + (1 - decay) model. ``warmup`` (a model trained from scratch): the decay ramps up as
+    (1 + s) / (10 + s); without it (fine-tuning) the EMA starts at the pretrained weights at full decay, as
+    AdaDiff's ``ema_update(0)`` copy followed by a constant rate."""
+    if warmup:
+        decay = min(decay, (1 + stage_step) / (10 + stage_step))
     for e, p in zip(ema.parameters(), model.parameters()):
         e.lerp_(p, 1 - decay)
 
@@ -132,6 +138,9 @@ def stage_loss(cfg: Config, sde: VPSDE, stage: str) -> Callable[[torch.nn.Module
 
 
 def train(cfg: Config, out: str | Path, overwrite: bool = False) -> dict[str, Any]:
+    if cfg.finetune_from_search:
+        raise ValueError("finetune_from_search is resolved by the entry points (search.searched_baseline): call "
+                         "main(), or pass finetune_from=<a baseline.pt>")
     ctx = setup_training(cfg.device, cfg.precision, global_batch=cfg.batch_size, micro_batch=cfg.micro_batch_size,
                          strategy=cfg.strategy)
     seed_everything(cfg.seed)
@@ -143,7 +152,7 @@ def train(cfg: Config, out: str | Path, overwrite: bool = False) -> dict[str, An
     ema = copy.deepcopy(module).requires_grad_(False)
     opt = make_optimizer(cfg, module.backbone_parameters(), cfg.lr)
     weights = cfg.weights_path(out)
-    stage, start, seconds = "baseline", 0, {"baseline": 0.0, "deediff": 0.0}
+    stage, start, seconds = "baseline", 0, {"baseline": 0.0, "deediff": 0.0, "validation": 0.0}
     last: dict[str, float] = {}
     state = run.restore()  # the run folder's newest complete checkpoint (checkpoints/), None on a fresh run
     if cfg.finetune_from and state is None:  # DeeDiff fine-tuning of a given baseline, fresh UEMs
@@ -152,7 +161,8 @@ def train(cfg: Config, out: str | Path, overwrite: bool = False) -> dict[str, An
         opt = make_optimizer(cfg, list(module.parameters()), cfg.finetune_lr)
         stage = "deediff"
     if state is not None:  # resume from the last complete checkpoint
-        stage, start, seconds, last = state["stage"], state["step"], state["seconds"], state["last"]
+        stage, start, last = state["stage"], state["step"], state["last"]
+        seconds.update(state["seconds"])
         if stage == "deediff":
             opt = make_optimizer(cfg, list(module.parameters()), cfg.finetune_lr)
         module.load_state_dict(state["model"])
@@ -160,6 +170,7 @@ def train(cfg: Config, out: str | Path, overwrite: bool = False) -> dict[str, An
         opt.load_state_dict(state["optimizer"])
     model = prepare_for_stage(ctx, module, stage)
     clip = cfg.grad_clip if cfg.grad_clip > 0 else None
+    scorer = ValidationScorer(cfg, cfg.finetune_eval_samples, cfg.seed + 3) if cfg.finetune_eval_every and ctx.is_main else None
     total = cfg.baseline_steps + cfg.finetune_steps
     tick = time.perf_counter()
     for step in tqdm(range(start, total), desc="train", initial=start, total=total, disable=not ctx.is_main):
@@ -171,20 +182,28 @@ def train(cfg: Config, out: str | Path, overwrite: bool = False) -> dict[str, An
             stage = "deediff"
             model = prepare_for_stage(ctx, module, stage)
         stage_step = step if stage == "baseline" else step - cfg.baseline_steps
-        base_lr = cfg.lr if stage == "baseline" else cfg.finetune_lr
+        base_lr, warmup = (cfg.lr, cfg.warmup_steps) if stage == "baseline" else (cfg.finetune_lr, cfg.finetune_warmup_steps)
         for group in opt.param_groups:
-            group["lr"] = lr_at(cfg, stage_step, base_lr)
+            group["lr"] = lr_at(cfg, stage_step, base_lr, warmup)
         batch = batch_for_step(cfg, step, images, labels)  # the GLOBAL batch, identical on every rank
         stats = ctx.train_step(model, opt, batch, stage_loss(cfg, sde, stage), clip)
-        update_ema(ema, module, cfg.ema_decay, stage_step)
+        update_ema(ema, module, cfg.ema_decay, stage_step, warmup=stage == "baseline")
         last = {k: v for k, v in stats.items() if k != "grad_norm"}
         if not math.isfinite(last["loss"]):
             raise FloatingPointError(f"loss became {last['loss']} at step {step} ({stage}); lower lr")
-        if step % cfg.log_every == 0 or step + 1 == total:
-            run.log(step, stage=stage, lr=opt.param_groups[0]["lr"], **last)
         now = time.perf_counter()
         seconds[stage] += now - tick
         tick = now
+        scores: dict[str, float] = {}
+        if stage == "deediff" and cfg.finetune_eval_every and (
+                (stage_step + 1) % cfg.finetune_eval_every == 0 or step + 1 == total):
+            if scorer is not None:
+                scores = validate_snapshot(scorer, ema, weights / f"deediff-step{stage_step + 1}.pt", stage_step + 1)
+            ctx.barrier()
+            seconds["validation"] += time.perf_counter() - tick
+            tick = time.perf_counter()
+        if step % cfg.log_every == 0 or step + 1 == total or scores:
+            run.log(step, stage=stage, lr=opt.param_groups[0]["lr"], **last, **scores)
         stage_done = step + 1 == cfg.baseline_steps or step + 1 == total
         if (step + 1) % cfg.checkpoint_every == 0 or stage_done:
             run.save_checkpoint({"stage": stage, "step": step + 1, "seconds": seconds, "last": last,
@@ -192,7 +211,10 @@ def train(cfg: Config, out: str | Path, overwrite: bool = False) -> dict[str, An
                                  "ema": ema.state_dict(), "optimizer": opt.state_dict()}, step + 1)
         if stage_done:
             if ctx.is_main:  # the weights folder may lie outside the run folder: one writer, the others wait
-                save_checkpoint(weights / f"{stage}.pt", {"model": ema.state_dict(), "step": step + 1})
+                final = {"model": ema.state_dict(), "step": step + 1 - (cfg.baseline_steps if stage == "deediff" else 0)}
+                if stage == "deediff" and cfg.finetune_eval_every:
+                    final = load_checkpoint(weights / f"deediff-step{best_validation(run.history(), cfg)['stage_step']}.pt")
+                save_checkpoint(weights / f"{stage}.pt", final)
             ctx.barrier()
     n_img = {"baseline": cfg.baseline_steps * cfg.batch_size, "deediff": cfg.finetune_steps * cfg.batch_size}
     train_seconds = seconds["baseline"] + seconds["deediff"]
@@ -209,17 +231,49 @@ def train(cfg: Config, out: str | Path, overwrite: bool = False) -> dict[str, An
         "peak_gpu_memory_bytes": ctx.peak_gpu_memory_bytes(),
         "baseline_seconds": seconds["baseline"],
         "finetune_seconds": seconds["deediff"],
+        "validation_seconds": seconds["validation"],
         **{f"{k}_images_per_s": n_img[k] / seconds[k] for k in n_img if seconds[k] > 0},
         **{f"final_{k}": v for k, v in last.items() if k != "loss"},
     }
+    if cfg.finetune_eval_every and cfg.finetune_steps:
+        curve = validation_curve(run.history(), cfg)
+        best = best_validation(run.history(), cfg)
+        metrics.update(finetune_validation=curve, finetune_selected_step=best["stage_step"],
+                       finetune_selected_val_fid=best["val_fid"],
+                       finetune_selected_val_class_accuracy=best["val_class_accuracy"])
     result = run.finish(metrics)
     ctx.close()
     return result
 
 
+def validate_snapshot(scorer: ValidationScorer, ema: torch.nn.Module, path: Path, stage_step: int) -> dict[str, float]:
+    """Score the full-depth EMA model on validation (training-split) statistics and save it as a snapshot."""
+    scores = {f"val_{k}": v for k, v in scorer(ema.eval()).items()}
+    save_checkpoint(path, {"model": ema.state_dict(), "step": stage_step, **scores})
+    print(f"fine-tuning step {stage_step}: validation FID {scores['val_fid']:.2f}, "
+          f"class accuracy {scores['val_class_accuracy']:.3f} (full depth, {scorer.n} samples)", flush=True)
+    return scores
+
+
+def validation_curve(history: list[dict[str, Any]], cfg: Config) -> list[dict[str, float]]:
+    """The fine-tuning stage's validation rows of metrics.jsonl, by fine-tuning step."""
+    return [{"stage_step": r["step"] + 1 - cfg.baseline_steps, "val_fid": r["val_fid"],
+             "val_class_accuracy": r["val_class_accuracy"]} for r in history if "val_fid" in r]
+
+
+def best_validation(history: list[dict[str, Any]], cfg: Config) -> dict[str, float]:
+    """The validation row with the lowest FID (the official selection; the earlier step on a tie)."""
+    return min(validation_curve(history, cfg), key=lambda r: (r["val_fid"], r["stage_step"]))
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_run_args(argv, __doc__, multi_process=True)
-    return train(load_config(Config, args.config, args.overrides), args.out, overwrite=args.overwrite)
+    cfg = load_config(Config, args.config, args.overrides)
+    # search trains with this module's helpers, so it is imported here rather than at the top
+    from papers.deediff.search import searched_baseline
+
+    return train(searched_baseline(cfg, Path(args.config).resolve().parent), args.out,
+                 overwrite=args.overwrite)
 
 
 if __name__ == "__main__":

@@ -124,3 +124,29 @@ def test_cache_key_ignores_fine_tuning_and_sweep_keys_but_not_baseline_ones() ->
         assert search.config_hash(search.candidate_config(spec, CONFIGS, after_baseline), spec) == key
     for baseline in (["lr=0.5"], ["embed_dim=48"], ["seed=1"], ["sample_steps=7"]):  # the stop rule samples too
         assert search.config_hash(search.candidate_config(spec, CONFIGS, baseline), spec) != key
+
+
+def test_finetune_from_search_fine_tunes_the_cached_search_baseline(tmp_path: Path) -> None:
+    import yaml
+
+    from papers.deediff import train
+    from papers.deediff.config import Config
+    from shared.runs import load_config
+
+    spec = tmp_path / "search.yaml"
+    spec.write_text(json.dumps({"base": SMOKE, "overrides": ["sample_steps=2", "warmup_steps=1"], "steps": 2,
+                                "eval_every": 2, "eval_samples": 10, "cache": str(tmp_path / "cache"),
+                                "candidates": {"a": []}}))
+    args = ["baseline_steps=0", f"finetune_from_search={spec}", "finetune_steps=2", "sample_steps=2"]
+    reused = []
+    for run in ("t1", "t2"):
+        train.main(["--config", SMOKE, "--out", str(tmp_path / run), *args])
+        record = next((tmp_path / "cache" / "runs").iterdir()) / "search.json"  # the search's run beside its weights
+        first = json.loads(record.read_text())
+        reused.append(first["candidates"]["a"]["reused"])
+    assert reused == [False, True]  # trained once, then reused
+    resolved = yaml.safe_load((tmp_path / "t1" / "config.yaml").read_text())
+    assert resolved["finetune_from"] == first["chosen_weights"] and resolved["finetune_from_search"] == ""
+    assert (tmp_path / "t1" / "weights" / "deediff.pt").exists()
+    with pytest.raises(ValueError, match="resolved by the entry points"):
+        train.train(load_config(Config, SMOKE, args), tmp_path / "t3")

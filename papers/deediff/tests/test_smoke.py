@@ -45,7 +45,10 @@ def test_reproduce_writes_results(run_dir: tuple[Path, dict]) -> None:
         assert row["fid_ci"][0] <= row["fid_ci"][1]
     assert {(c["a"], c["b"]) for c in result["comparisons"]} >= {("deediff full", "baseline full"),
                                                                  ("deediff exit 0.5", "deediff schedule 0.5")}
+    assert (out / "finetune_validation.png").exists() and "checkpoint selection" in (out / "results.md").read_text()
     train_metrics = json.loads((out / "metrics.json").read_text())
+    assert [r["stage_step"] for r in train_metrics["finetune_validation"]] == [2, 4]
+    assert train_metrics["finetune_selected_step"] in (2, 4)
     assert train_metrics["steps"] == 10 and math.isfinite(train_metrics["final_loss"])
     for key in ("steps_per_s", "images_per_s", "first_loss"):  # what make gpu-check reads
         assert math.isfinite(train_metrics[key]) and train_metrics[key] > 0

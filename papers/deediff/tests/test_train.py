@@ -126,9 +126,9 @@ def test_finetune_from_needs_a_matching_backbone_and_no_baseline_stage(tmp_path:
     wider = load_config(Config, SMOKE, ["embed_dim=64", "baseline_steps=0", f"finetune_from={baseline}"])
     with pytest.raises(ValueError, match="does not fit this config's U-ViT"):
         train.load_weights(baseline, wider, backbone_only=True)
-    with pytest.raises(ConfigError, match="or finetune_from"):
+    with pytest.raises(ConfigError, match="one of finetune_from"):
         load_config(Config, SMOKE, [f"finetune_from={baseline}"])  # baseline_steps > 0 as well
-    with pytest.raises(ConfigError, match="or finetune_from"):
+    with pytest.raises(ConfigError, match="one of finetune_from"):
         load_config(Config, SMOKE, ["baseline_steps=0"])
 
 
@@ -150,3 +150,65 @@ def test_fourteen_pixel_mnist_is_the_two_by_two_average_of_the_full_images() -> 
     assert small.shape == (4, 1, 14, 14)
     torch.testing.assert_close(small[:, :, 3, 5], full[:, :, 6:8, 10:12].mean((-1, -2)))
     assert at_size(small).shape == (4, 1, 28, 28) and at_size(full) is full
+
+
+def test_ema_warms_up_from_scratch_but_starts_at_the_pretrained_weights_when_fine_tuning() -> None:
+    ema, model = torch.nn.Linear(1, 1, bias=False), torch.nn.Linear(1, 1, bias=False)
+    for warmup, expected in ((True, 0.1 * 2.0 + 0.9 * 6.0), (False, 0.99 * 2.0 + 0.01 * 6.0)):
+        ema.weight.data.fill_(2.0)
+        model.weight.data.fill_(6.0)
+        train.update_ema(ema, model, 0.99, stage_step=0, warmup=warmup)  # step 0: decay (1 + 0) / (10 + 0)
+        assert ema.weight.item() == pytest.approx(expected)
+
+
+def test_fine_tuning_lr_has_its_own_warm_up() -> None:
+    cfg = load_config(Config, SMOKE, ["warmup_steps=2", "finetune_warmup_steps=10"])
+    assert train.lr_at(cfg, 0, 1.0) == pytest.approx(0.5)
+    assert train.lr_at(cfg, 0, 1.0, cfg.finetune_warmup_steps) == pytest.approx(0.1)
+    assert train.lr_at(cfg, 9, 1.0, cfg.finetune_warmup_steps) == train.lr_at(cfg, 50, 1.0, 10) == 1.0
+
+
+VALIDATED = [*QUICK, "finetune_steps=5", "finetune_eval_every=2", "finetune_eval_samples=10", "sample_steps=2"]
+
+
+def test_fine_tuning_keeps_the_snapshot_with_the_best_validation_fid(tmp_path: Path) -> None:
+    metrics = train.main(["--config", SMOKE, "--out", str(tmp_path / "v"), *VALIDATED])
+    rows = [json.loads(line) for line in (tmp_path / "v" / "metrics.jsonl").read_text().splitlines()]
+    scored = [r for r in rows if "val_fid" in r]
+    assert [r["step"] for r in scored] == [5, 7, 8]  # fine-tuning steps 2, 4 and the last (5) of 4 + 5 steps
+    assert [r["stage_step"] for r in metrics["finetune_validation"]] == [2, 4, 5]
+    best = min(metrics["finetune_validation"], key=lambda r: r["val_fid"])
+    assert metrics["finetune_selected_step"] == best["stage_step"] and metrics["finetune_selected_val_fid"] == best["val_fid"]
+    folder = tmp_path / "v" / "weights"
+    chosen = load_checkpoint(folder / f"deediff-step{best['stage_step']}.pt")
+    assert chosen["val_fid"] == best["val_fid"] and load_checkpoint(folder / "deediff.pt")["step"] == best["stage_step"]
+    assert_same(weights(tmp_path / "v", "deediff"), chosen["model"])
+    # validation samples with their own generators: training (the last EMA model) is the run's without it
+    train.main(["--config", SMOKE, "--out", str(tmp_path / "plain"), *QUICK, "finetune_steps=5", "sample_steps=2"])
+    last = {run: load_checkpoint(sorted((tmp_path / run / "checkpoints").glob("step_*.pt"))[-1])["ema"]
+            for run in ("v", "plain")}
+    assert_same(last["v"], last["plain"])
+    assert_same(load_checkpoint(folder / "deediff-step5.pt")["model"], last["v"])
+
+
+def test_validation_selection_survives_an_interruption(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    whole = train.main(["--config", SMOKE, "--out", str(tmp_path / "whole"), *VALIDATED])
+    real = train.batch_for_step
+
+    def crash_at_step_7(cfg: Config, step: int, *args):
+        if step == 7:
+            raise KeyboardInterrupt("simulated interruption")
+        return real(cfg, step, *args)
+
+    monkeypatch.setattr(train, "batch_for_step", crash_at_step_7)
+    with pytest.raises(KeyboardInterrupt):
+        train.main(["--config", SMOKE, "--out", str(tmp_path / "cut"), *VALIDATED])
+    monkeypatch.setattr(train, "batch_for_step", real)
+    resumed = train.main(["--config", SMOKE, "--out", str(tmp_path / "cut"), *VALIDATED])
+    assert resumed["finetune_validation"] == whole["finetune_validation"]
+    assert_same(weights(tmp_path / "whole", "deediff"), weights(tmp_path / "cut", "deediff"))
+
+
+def test_validation_needs_a_feature_network() -> None:
+    with pytest.raises(ConfigError, match="needs the repo's feature network"):
+        load_config(Config, SMOKE, ["dataset=cifar10", "channels=3", "finetune_eval_every=5"])

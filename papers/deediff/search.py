@@ -39,7 +39,7 @@ from papers.deediff.model import UViT
 from papers.deediff.sweep import ExitPolicy, generate
 from papers.deediff.train import configure_torch
 from papers.deediff.validation import sample_scores
-from shared.runs import Run, entrypoint, load_config, parse_run_args, save_checkpoint
+from shared.runs import Run, UserError, entrypoint, load_config, parse_run_args, save_checkpoint
 from shared.runs.config import to_dict
 from shared.runs.rundir import config_digest
 
@@ -190,7 +190,7 @@ def searched_baseline(cfg: Config, config_dir: Path) -> Config:
     if not cfg.finetune_from_search:
         return cfg
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        raise ValueError("finetune_from_search runs a single-process search: run it once without torchrun (or "
+        raise UserError("finetune_from_search runs a single-process search: run it once without torchrun (or "
                          "reproduce), then pass finetune_from=<its baseline.pt> finetune_from_search=''")
     path = config_path(cfg.finetune_from_search, config_dir)
     spec = load_config(SearchConfig, path)

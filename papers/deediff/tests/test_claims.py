@@ -11,7 +11,7 @@ from papers.deediff.config import Config
 from papers.deediff.evaluate import comparisons
 from papers.deediff.model import UViT
 from papers.deediff.report import claims_section, quality_gate
-from papers.deediff.stats import bootstrap_ci, fid_ci, fid_of, paired_fid_gap
+from papers.deediff.stats import bootstrap_ci, fid_ci, fid_of, normal_bootstrap_ci, paired_fid_gap
 from papers.deediff.sweep import ExitPolicy
 from shared.metrics import FeatureStats
 
@@ -61,6 +61,24 @@ def test_bootstrap_interval_matches_scipy() -> None:
     ref = scipy_stats.bootstrap((x,), np.mean, n_resamples=4000, method="percentile",
                                 random_state=np.random.default_rng(2)).confidence_interval
     np.testing.assert_allclose(ours, (ref.low, ref.high), atol=0.15 * x.std() / np.sqrt(len(x)) * 4)
+
+
+def test_normal_bootstrap_interval_of_a_mean_is_the_textbook_one() -> None:
+    x = np.random.default_rng(0).normal(size=400)
+    lo, hi = normal_bootstrap_ci(lambda idx: float(x[idx].mean()), len(x), 4000, seed=1)
+    se = x.std(ddof=1) / np.sqrt(len(x))  # the bootstrap SD of a mean is s / sqrt(n)
+    assert (lo + hi) / 2 == pytest.approx(x.mean(), abs=1e-12)
+    assert (hi - lo) / 2 == pytest.approx(scipy_stats.norm.ppf(0.975) * se, rel=0.05)
+
+
+def test_fid_interval_is_centred_although_resampling_biases_fid_upwards() -> None:
+    rng = np.random.default_rng(0)  # many dimensions, a small true gap: the regime of the real sweeps
+    ref = FeatureStats.from_features(rng.normal(size=(5000, 32)), "toy")
+    close = rng.normal(size=(200, 32)) + 0.05
+    resampled = [fid_of(close[rng.integers(0, 200, 200)], ref) for _ in range(50)]
+    assert min(resampled) > fid_of(close, ref)  # every percentile interval would miss the estimate
+    lo, hi = fid_ci(close, ref, n_boot=50)
+    assert lo < fid_of(close, ref) < hi and (lo + hi) / 2 == pytest.approx(fid_of(close, ref))
 
 
 def test_fid_intervals_cover_the_estimate_and_a_paired_self_gap_is_zero() -> None:

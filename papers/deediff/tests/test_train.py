@@ -85,9 +85,9 @@ def test_missing_data_and_wrong_shapes_fail_clearly(tmp_path: Path, monkeypatch:
         env.delenv("CIFAR10_DIR", raising=False)
         env.setenv("ML_PAPERS_DATA", str(tmp_path / "no_data"))
         with pytest.raises(DataMissingError, match="CIFAR10_DIR"):
-            train.main(["--config", SMOKE, "--out", str(tmp_path / "a"), "dataset=cifar10"])
+            train.main(["--config", SMOKE, "--out", str(tmp_path / "a"), "dataset=cifar10", "finetune_eval_every=0"])
     with pytest.raises(KeyError, match="unknown data set 'imagenet'"):
-        train.main(["--config", SMOKE, "--out", str(tmp_path / "c"), "dataset=imagenet"])
+        train.main(["--config", SMOKE, "--out", str(tmp_path / "c"), "dataset=imagenet", "finetune_eval_every=0"])
     with pytest.raises(ValueError, match="config says channels=3"):
         train.main(["--config", SMOKE, "--out", str(tmp_path / "b"), "channels=3"])
 
@@ -135,7 +135,8 @@ def test_finetune_from_needs_a_matching_backbone_and_no_baseline_stage(tmp_path:
 def test_synthetic_data_have_the_config_shape_and_are_seeded(tmp_path: Path) -> None:
     from papers.deediff.data import load_images
 
-    cfg = load_config(Config, SMOKE, ["dataset=synthetic", "channels=3", "image_size=8", "patch_size=2"])
+    cfg = load_config(Config, SMOKE, ["dataset=synthetic", "channels=3", "image_size=8", "patch_size=2",
+                                      "finetune_eval_every=0"])
     x, y = load_images(cfg, "train", limit=20)
     assert x.shape == (20, 3, 8, 8) and x.min() >= -1 and x.max() <= 1 and y.tolist() == [i % 10 for i in range(20)]
     torch.testing.assert_close(load_images(cfg, "train", limit=20)[0], x, rtol=0, atol=0)

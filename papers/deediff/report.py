@@ -159,7 +159,8 @@ def finetune_section(train_metrics: dict[str, Any]) -> str:
     if not curve:
         return ""
     chosen = train_metrics["finetune_selected_step"]
-    lines = ["| fine-tuning step | validation FID (training-split statistics) | class accuracy |", "|---|---|---|"]
+    lines = ["| fine-tuning step | validation FID (training-split statistics) | class accuracy |", "|---|---|---|",
+             f"| 0 (the baseline) | {train_metrics['baseline_val_fid']:.2f} | {train_metrics['baseline_val_class_accuracy']:.3f} |"]
     lines += [f"| {r['stage_step']}{' (kept)' if r['stage_step'] == chosen else ''} | {r['val_fid']:.2f} "
               f"| {r['val_class_accuracy']:.3f} |" for r in curve]
     return ("## DeeDiff fine-tuning: checkpoint selection\n\nThe full-depth EMA model scored every few steps on its own "
@@ -176,6 +177,7 @@ def plot_finetune_validation(train_metrics: dict[str, Any], path: Path) -> Path 
     fig, ax1 = plt.subplots(figsize=(5.5, 4))
     ax1.plot(steps, [r["val_fid"] for r in curve], "o-", label="validation FID")
     ax1.axvline(train_metrics["finetune_selected_step"], color="k", ls=":", lw=1, label="kept")
+    ax1.axhline(train_metrics["baseline_val_fid"], color="tab:blue", ls="--", lw=1, label="baseline FID")
     ax1.set_xlabel("DeeDiff fine-tuning step")
     ax1.set_ylabel("FID vs training split (full depth)")
     ax2 = ax1.twinx()

@@ -235,12 +235,13 @@ def train(cfg: Config, out: str | Path, overwrite: bool = False) -> dict[str, An
         **{f"{k}_images_per_s": n_img[k] / seconds[k] for k in n_img if seconds[k] > 0},
         **{f"final_{k}": v for k, v in last.items() if k != "loss"},
     }
-    if cfg.finetune_eval_every and cfg.finetune_steps:
-        curve = validation_curve(run.history(), cfg)
+    if cfg.finetune_eval_every and cfg.finetune_steps and ctx.is_main:
         best = best_validation(run.history(), cfg)
-        metrics.update(finetune_validation=curve, finetune_selected_step=best["stage_step"],
-                       finetune_selected_val_fid=best["val_fid"],
-                       finetune_selected_val_class_accuracy=best["val_class_accuracy"])
+        start = load_weights(Path(cfg.finetune_from) if cfg.finetune_from else weights / "baseline.pt", cfg, backbone_only=True)
+        metrics.update(finetune_validation=validation_curve(run.history(), cfg),
+                       finetune_selected_step=best["stage_step"], finetune_selected_val_fid=best["val_fid"],
+                       finetune_selected_val_class_accuracy=best["val_class_accuracy"],
+                       **{f"baseline_val_{k}": v for k, v in scorer(start.to(ctx.device)).items()})
     result = run.finish(metrics)
     ctx.close()
     return result

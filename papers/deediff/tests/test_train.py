@@ -180,6 +180,7 @@ def test_fine_tuning_keeps_the_snapshot_with_the_best_validation_fid(tmp_path: P
     assert [r["stage_step"] for r in metrics["finetune_validation"]] == [2, 4, 5]
     best = min(metrics["finetune_validation"], key=lambda r: r["val_fid"])
     assert metrics["finetune_selected_step"] == best["stage_step"] and metrics["finetune_selected_val_fid"] == best["val_fid"]
+    assert metrics["baseline_val_fid"] > 0 and 0 <= metrics["baseline_val_class_accuracy"] <= 1  # the starting point
     folder = tmp_path / "v" / "weights"
     chosen = load_checkpoint(folder / f"deediff-step{best['stage_step']}.pt")
     assert chosen["val_fid"] == best["val_fid"] and load_checkpoint(folder / "deediff.pt")["step"] == best["stage_step"]

@@ -19,7 +19,8 @@ class Config:
     micro_batch_size: int = 0  # train: rows per forward pass on each process; 0 = the whole per-process batch
     strategy: str = "ddp"  # train under torchrun: ddp | fsdp (CUDA only)
     threads: int = 0  # torch CPU threads; 0 = torch's default. 1 is much faster on a CPU other jobs keep busy
-    # where checkpoints and trained weights go: "" = <out>/weights; "@cache/NAME" = data_home()/deediff/NAME
+    # where trained weights go: "" = <out>/weights; "@cache/NAME" = data_home()/deediff/NAME/<config hash>, outside
+    # the repo and shared by every run of the same resolved config (reproduce, then bench), never by another config
     weights_dir: str = ""
     # data: a name known to shared.data.load (mnist, fashion_mnist; cifar10 / celeba64 where the user has them),
     # or synthetic (seeded noise images, for timing where the real data are absent)
@@ -94,8 +95,10 @@ class Config:
             return Path(out) / "weights"
         if self.weights_dir.startswith("@cache/"):
             from shared.data import data_home
+            from shared.runs.config import to_dict
+            from shared.runs.rundir import config_digest
 
-            return data_home() / "deediff" / self.weights_dir.removeprefix("@cache/")
+            return data_home() / "deediff" / self.weights_dir.removeprefix("@cache/") / config_digest(to_dict(self))[:12]
         return Path(self.weights_dir)
 
     def __post_init__(self) -> None:

@@ -214,3 +214,11 @@ def test_validation_selection_survives_an_interruption(tmp_path: Path, monkeypat
 def test_validation_needs_a_feature_network() -> None:
     with pytest.raises(ConfigError, match="needs the repo's feature network"):
         load_config(Config, SMOKE, ["dataset=cifar10", "channels=3", "finetune_eval_every=5"])
+
+
+def test_cached_weights_have_one_folder_per_resolved_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ML_PAPERS_DATA", str(tmp_path))
+    paths = {seed: load_config(Config, SMOKE, ['weights_dir="@cache/w"', f"seed={seed}"]).weights_path("anywhere")
+             for seed in (0, 1)}
+    assert paths[0].parent == tmp_path / "deediff" / "w" and paths[0] != paths[1]  # seeds never share weights
+    assert load_config(Config, SMOKE, ['weights_dir="@cache/w"']).weights_path("elsewhere") == paths[0]

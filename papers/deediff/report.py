@@ -1,7 +1,11 @@
-"""The results table (beside the paper's claims) and the plots of a DeeDiff sweep (eval.json)."""
+"""The results table (beside the paper's claims) and the plots of a DeeDiff sweep (eval.json); as a command, the
+fine-tuning validation curves of several runs in one figure (:func:`main`)."""
 
 from __future__ import annotations
 
+import argparse
+import itertools
+import json
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +14,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+
+from shared.runs import UserError, entrypoint
 
 PAPER_CLAIMS = (
     "| paper's claim (arXiv 2309.17074, CIFAR-10 U-ViT-S, Inception FID) | value |\n|---|---|\n"
@@ -168,25 +174,29 @@ def finetune_section(train_metrics: dict[str, Any]) -> str:
             "snapshot is `deediff.pt` (as AdaDiff's train.py keeps its best-FID checkpoint).\n\n" + "\n".join(lines) + "\n")
 
 
-def plot_finetune_validation(train_metrics: dict[str, Any], path: Path) -> Path | None:
-    """Validation FID and class accuracy of the full-depth model against fine-tuning steps, the kept step marked."""
-    curve = train_metrics.get("finetune_validation")
-    if not curve:
+def plot_finetune_validation(runs: dict[str, dict[str, Any]], path: Path) -> Path | None:
+    """Validation FID and class accuracy of the full-depth model against fine-tuning steps, one colour per run
+    (``runs``: name -> train metrics.json), the kept step dotted and the baseline's FID dashed."""
+    runs = {name: m for name, m in runs.items() if m.get("finetune_validation")}
+    if not runs:
         return None
-    steps = [r["stage_step"] for r in curve]
-    fig, ax1 = plt.subplots(figsize=(5.5, 4))
-    ax1.plot(steps, [r["val_fid"] for r in curve], "o-", label="validation FID")
-    ax1.axvline(train_metrics["finetune_selected_step"], color="k", ls=":", lw=1, label="kept")
-    ax1.axhline(train_metrics["baseline_val_fid"], color="tab:blue", ls="--", lw=1, label="baseline FID")
-    ax1.set_xlabel("DeeDiff fine-tuning step")
-    ax1.set_ylabel("FID vs training split (full depth)")
-    ax2 = ax1.twinx()
-    ax2.plot(steps, [r["val_class_accuracy"] for r in curve], "s--", color="tab:orange", label="class accuracy")
-    ax2.set_ylabel("class accuracy of samples")
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    for (name, m), colour in zip(runs.items(), itertools.cycle(plt.rcParams["axes.prop_cycle"].by_key()["color"])):
+        steps = [r["stage_step"] for r in m["finetune_validation"]]
+        ax1.plot(steps, [r["val_fid"] for r in m["finetune_validation"]], "o-", ms=3, color=colour, label=name)
+        ax2.plot(steps, [r["val_class_accuracy"] for r in m["finetune_validation"]], "o-", ms=3, color=colour, label=name)
+        for ax, key in ((ax1, "baseline_val_fid"), (ax2, "baseline_val_class_accuracy")):
+            ax.axvline(m["finetune_selected_step"], color=colour, ls=":", lw=1)
+            if key in m:
+                ax.axhline(m[key], color=colour, ls="--", lw=1)
+    ax1.set_yscale("log")
+    ax1.set_ylabel("validation FID, full depth (dashed: the baseline)")
+    ax2.set_ylabel("class accuracy of samples, full depth")
     ax2.set_ylim(0, 1.02)
-    ax1.legend(loc="upper left", fontsize=8)
-    ax2.legend(loc="upper right", fontsize=8)
-    ax1.grid(alpha=0.3)
+    for ax in (ax1, ax2):
+        ax.set_xlabel("DeeDiff fine-tuning step (dotted: the kept snapshot)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
     return _save(fig, path, dpi=110)
 
 
@@ -249,3 +259,25 @@ def plot_all(result: dict[str, Any], samples: dict[str, np.ndarray], out: Path) 
         ax.set_ylabel(name, rotation=0, ha="right", va="center", fontsize=7)
     paths.append(_save(fig, out / "samples.png", dpi=80))
     return paths
+
+
+def main(argv: list[str] | None = None) -> Path | None:
+    """``python -m papers.deediff.report RUN_DIR [RUN_DIR ...] --out FILE.png``: the fine-tuning validation curves of
+    several train or reproduce runs (their metrics.json) in one figure, each named by its folder."""
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("runs", nargs="+", type=Path)
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+    missing = [str(r) for r in args.runs if not (r / "metrics.json").exists()]
+    if missing:
+        raise UserError(f"no metrics.json in {', '.join(missing)}: give finished train or reproduce run folders")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    path = plot_finetune_validation({r.name: json.loads((r / "metrics.json").read_text()) for r in args.runs}, args.out)
+    if path is None:
+        raise UserError("none of these runs validated its fine-tuning (finetune_eval_every: 0)")
+    print(f"wrote {path}")
+    return path
+
+
+if __name__ == "__main__":
+    raise SystemExit(entrypoint(main))

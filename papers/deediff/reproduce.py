@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     with np.load(out / "samples.npz") as npz:
         samples = {k: npz[k] for k in npz.files}
     plots = plot_all(result, samples, out)
-    plots += [p for p in [plot_finetune_validation(train_metrics, out / "finetune_validation.png")] if p]
+    plots += [p for p in [plot_finetune_validation({"DeeDiff": train_metrics}, out / "finetune_validation.png")] if p]
     text = markdown(result, f"DeeDiff reproduction: {Path(args.config).name} on {cfg.dataset}")
     text += (f"\nWall time: training {train_seconds / 60:.1f} min (this call; baseline "
              f"{train_metrics['baseline_seconds'] / 60:.1f} min + DeeDiff fine-tuning "

@@ -1,4 +1,5 @@
-"""The seeds report: per-seed gaps, a call only when every seed agrees, and seeds that fail a gate left out."""
+"""The reports over several runs: the seeds table (per-seed gaps, a call only when every seed agrees, seeds that
+fail a gate left out) and the fine-tuning validation curves of several runs in one figure."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from papers.deediff import seeds
+from papers.deediff import report, seeds
 from shared.runs import UserError
 
 
@@ -52,3 +53,16 @@ def test_seeds_failing_a_gate_are_left_out_and_duplicates_refused(tmp_path: Path
         seeds.report([runs[0], runs[0]])
     with pytest.raises(UserError, match="not a finished"):
         seeds.report([tmp_path])
+
+
+def test_validation_curves_of_several_runs_in_one_figure(tmp_path: Path) -> None:
+    for name, fids in (("lr_a", [300.0, 90.0]), ("lr_b", [400.0, 250.0])):
+        (tmp_path / name).mkdir()
+        curve = [{"stage_step": s, "val_fid": f, "val_class_accuracy": 0.5} for s, f in zip((500, 1000), fids)]
+        (tmp_path / name / "metrics.json").write_text(json.dumps({
+            "finetune_validation": curve, "finetune_selected_step": 1000, "baseline_val_fid": 40.0,
+            "baseline_val_class_accuracy": 0.9}))
+    path = report.main([str(tmp_path / "lr_a"), str(tmp_path / "lr_b"), "--out", str(tmp_path / "curves.png")])
+    assert path == tmp_path / "curves.png" and path.stat().st_size > 10_000
+    with pytest.raises(UserError, match="no metrics.json"):
+        report.main([str(tmp_path), "--out", str(tmp_path / "x.png")])

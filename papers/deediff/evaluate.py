@@ -1,7 +1,7 @@
 """The DeeDiff sweep on a trained run: ``python -m papers.deediff.evaluate --config FILE --out TRAIN_RUN_DIR``.
 
 For the baseline and the DeeDiff model at full depth, DeeDiff early exits over ``thresholds``, static truncation
-at the depths the early exits use on average, and for each threshold a static per-timestep depth schedule (the
+at the two depths that bracket each early exit's mean depth, and for each threshold a static per-timestep depth schedule (the
 exit run's mean depth at every sampling step, rounded, the same for all samples): FID with a bootstrap interval
 (the repo's named feature network), class accuracy of the samples, fraction of layers executed, FLOPs and
 wall-clock sampling time; paired bootstrap intervals on the FID gaps the claims rest on. Writes eval.json and
@@ -11,6 +11,7 @@ samples.npz.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -99,7 +100,7 @@ def evaluate(cfg: Config, run_dir: str | Path, baseline_row: bool = True) -> dic
     for model_name, policy in tqdm(plan, desc="sweep"):
         rows.append(measure(model_name, policy))
     exits = [r for r in rows if r["threshold"] is not None]
-    static_depths = sorted({round(r["layer_fraction"] * n_layers) for r in exits})
+    static_depths = sorted({k for r in exits for k in static_bracket(r["layer_fraction"], n_layers)})
     for k in tqdm([k for k in static_depths if 1 <= k < n_layers], desc="static"):
         rows.append(measure("deediff", ExitPolicy(f"deediff static {k}/{n_layers}", n_layers=k)))
     for r in tqdm(exits, desc="schedule"):  # matched compute per sampling step, not just on average
@@ -127,17 +128,26 @@ def evaluate(cfg: Config, run_dir: str | Path, baseline_row: bool = True) -> dic
     return result
 
 
+def static_bracket(layer_fraction: float, n_layers: int) -> tuple[int, int]:
+    """The static depths just below and just above an early-exit row's mean depth (one depth when it is whole), so
+    that static truncation is compared at less and at more compute than the exits use."""
+    depth = layer_fraction * n_layers
+    return max(1, math.floor(depth + 1e-9)), min(n_layers, math.ceil(depth - 1e-9))
+
+
 def comparisons(rows: list[dict[str, Any]], n_layers: int) -> list[tuple[str, str]]:
     """The paired FID gaps the claims rest on: the DeeDiff model at full depth vs the baseline, and each early-exit
-    row vs the full DeeDiff model, vs static truncation at the closest average depth and vs its per-step schedule."""
+    row vs the full DeeDiff model, vs static truncation at the depths bracketing its mean depth and vs its
+    per-step schedule."""
     names = {r["config"] for r in rows}
     pairs = [("deediff full", "baseline full")]
     for r in rows:
         if r["threshold"] is None:
             continue
-        k = round(r["layer_fraction"] * n_layers)
-        static = "deediff full" if k >= n_layers else f"deediff static {k}/{n_layers}"
-        pairs += [(r["config"], "deediff full"), (r["config"], static), (r["config"], f"deediff schedule {r['threshold']:g}")]
+        pairs.append((r["config"], "deediff full"))
+        for k in static_bracket(r["layer_fraction"], n_layers):
+            pairs.append((r["config"], "deediff full" if k >= n_layers else f"deediff static {k}/{n_layers}"))
+        pairs.append((r["config"], f"deediff schedule {r['threshold']:g}"))
     return [p for p in dict.fromkeys(pairs) if p[0] != p[1] and set(p) <= names]
 
 

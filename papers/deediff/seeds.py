@@ -2,11 +2,12 @@
 ``python -m papers.deediff.seeds RUN_DIR RUN_DIR ... --out FILE.md``.
 
 Each run's seed sets the DeeDiff fine-tuning (data order, fresh UEMs) and the sampling noise; the baseline is the
-same cached one. For every key row (the baseline and the DeeDiff model at full depth, each early exit with its
-static truncation and per-timestep schedule at matched compute) the table gives each seed's FID, the mean and its
-standard error over seeds; for every claim each seed's paired FID gap with its 95% interval. A claim is called
-only when every seed's interval lies on the same side of zero ("no gap" when every interval holds zero, "mixed"
-otherwise), and only on seeds whose quality gates pass (``report.quality_gate``).
+same cached one. For every key row (the baseline and the DeeDiff model at full depth, each early exit) the table
+gives each seed's FID, the mean and its standard error over seeds; for every claim (an exit against full depth,
+against static truncation at the depths just below and above its compute, and against its per-timestep schedule)
+each seed's paired FID gap with its 95% interval. A claim is called only when every seed's interval lies on the
+same side of zero ("no gap" when every interval holds zero, "mixed" otherwise), and only on seeds whose quality
+gates pass (``report.quality_gate``).
 """
 
 from __future__ import annotations
@@ -51,12 +52,16 @@ def mean_se(values: list[float]) -> str:
 
 
 def claim_pairs(run: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
-    """(row, what it is compared with) -> the paired gap; static truncation and schedule keyed by kind, since the
-    matched static depth may differ between seeds."""
+    """(row, what it is compared with) -> the paired gap; static truncation keyed by the side of the exit's compute
+    it lies on and the schedule by kind, since the bracketing static depths may differ between seeds."""
+    flops = {r["config"]: r.get("flops_fraction") for r in run["rows"]}
     pairs = {}
     for comp in run.get("comparisons", []):
         b = comp["b"]
-        kind = "static" if " static " in b else "schedule" if " schedule " in b else b
+        if " static " in b:
+            kind = "static less" if flops[b] < flops[comp["a"]] else "static more"
+        else:
+            kind = "schedule" if " schedule " in b else b
         pairs[(comp["a"], kind)] = comp
     return pairs
 
@@ -87,7 +92,8 @@ def claims_table(runs: list[dict[str, Any]]) -> str:
         return "\n".join(out) + "\n\nNo seed passes the quality gates: every claim is withheld.\n"
     keys = [k for k in claim_pairs(gated[0]) if all(k in claim_pairs(r) for r in gated)]
     what = {"baseline full": "vs the baseline (full depth)", "deediff full": "vs full depth",
-            "static": "vs static truncation, matched compute", "schedule": "vs per-timestep schedule, matched compute"}
+            "static less": "vs static truncation at less compute", "static more": "vs static truncation at more compute",
+            "schedule": "vs per-timestep schedule, matched compute"}
     lines = ["| row | compared with | " + " | ".join(f"gap seed {r['seed']} [95% CI]" for r in gated)
              + " | mean gap +- SE | call |", "|---|---|" + "---|" * (len(gated) + 2)]
     for key in keys:

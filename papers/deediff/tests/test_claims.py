@@ -8,7 +8,7 @@ import torch
 from scipy import stats as scipy_stats
 
 from papers.deediff.config import Config
-from papers.deediff.evaluate import comparisons
+from papers.deediff.evaluate import comparisons, static_bracket
 from papers.deediff.model import UViT
 from papers.deediff.report import claims_section, quality_gate
 from papers.deediff.stats import bootstrap_ci, fid_ci, fid_of, normal_bootstrap_ci, paired_fid_gap
@@ -26,8 +26,11 @@ def result_with(accuracy: float | None, gap_ci: tuple[float, float] = (1.0, 3.0)
              {"a": "deediff exit 0.9", "b": "deediff static 5/9", "gap": -0.5, "ci_low": -1.0, "ci_high": 0.2},
              {"a": "deediff exit 0.9", "b": "deediff schedule 0.9", "gap": -4.0, "ci_low": -6.0, "ci_high": -2.0}]
     comps.append({"a": "deediff full", "b": "baseline full", "gap": 5.0, "ci_low": 3.0, "ci_high": 7.0})
-    deediff = {"config": "deediff full", "threshold": None, "n_layers": None, "class_accuracy": deediff_accuracy}
-    return {"rows": [base, deediff, exit_row], "comparisons": comps}
+    deediff = {"config": "deediff full", "threshold": None, "n_layers": None, "class_accuracy": deediff_accuracy,
+               "flops_fraction": 1.0}
+    static = {"config": "deediff static 5/9", "threshold": None, "n_layers": 5, "flops_fraction": 0.52}
+    schedule = {"config": "deediff schedule 0.9", "threshold": None, "n_layers": None, "flops_fraction": 0.55}
+    return {"rows": [base, deediff, exit_row, static, schedule], "comparisons": comps}
 
 
 def test_gate_withholds_claims_when_the_baseline_does_not_generate() -> None:
@@ -51,7 +54,7 @@ def test_claims_table_verdicts_follow_the_intervals() -> None:
     lines = [line for line in text.splitlines() if "deediff exit 0.9" in line]
     assert len(lines) == 3
     assert "(worse)" in lines[0]  # interval [1, 3] excludes zero
-    assert "(no gap)" in lines[1]  # [-1, 0.2] contains zero: reported as no gap
+    assert "(no gap)" in lines[1] and "static truncation at less compute (52% FLOPs)" in lines[1]  # [-1, 0.2] holds 0
     assert "(better)" in lines[2]
 
 
@@ -94,15 +97,19 @@ def test_fid_intervals_cover_the_estimate_and_a_paired_self_gap_is_zero() -> Non
         paired_fid_gap(shifted[:10], shifted, ref, n_boot=5)
 
 
-def test_comparisons_pair_each_exit_with_full_static_and_schedule() -> None:
+def test_comparisons_pair_each_exit_with_full_the_bracketing_static_depths_and_schedule() -> None:
     rows = [{"config": c, "threshold": t, "layer_fraction": f} for c, t, f in (
         ("baseline full", None, 1.0), ("deediff full", None, 1.0), ("deediff exit 0.9", 0.9, 0.55),
-        ("deediff exit 0.95", 0.95, 0.99), ("deediff static 5/9", None, 5 / 9),
+        ("deediff exit 0.95", 0.95, 0.99), ("deediff exit 0.97", 0.97, 2 / 3), ("deediff static 4/9", None, 4 / 9),
+        ("deediff static 5/9", None, 5 / 9), ("deediff static 6/9", None, 6 / 9), ("deediff static 8/9", None, 8 / 9),
         ("deediff schedule 0.9", None, 0.55), ("deediff schedule 0.95", None, 0.99))]
+    assert static_bracket(0.55, 9) == (4, 5) and static_bracket(2 / 3, 9) == (6, 6) and static_bracket(0.99, 9) == (8, 9)
     assert comparisons(rows, 9) == [
-        ("deediff full", "baseline full"), ("deediff exit 0.9", "deediff full"), ("deediff exit 0.9", "deediff static 5/9"),
-        ("deediff exit 0.9", "deediff schedule 0.9"), ("deediff exit 0.95", "deediff full"),
-        ("deediff exit 0.95", "deediff schedule 0.95")]
+        ("deediff full", "baseline full"), ("deediff exit 0.9", "deediff full"), ("deediff exit 0.9", "deediff static 4/9"),
+        ("deediff exit 0.9", "deediff static 5/9"), ("deediff exit 0.9", "deediff schedule 0.9"),
+        ("deediff exit 0.95", "deediff full"), ("deediff exit 0.95", "deediff static 8/9"),
+        ("deediff exit 0.95", "deediff schedule 0.95"), ("deediff exit 0.97", "deediff full"),
+        ("deediff exit 0.97", "deediff static 6/9")]
 
 
 def test_schedule_policy_runs_each_step_at_its_depth() -> None:

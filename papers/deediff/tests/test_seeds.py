@@ -17,12 +17,13 @@ def write_run(folder: Path, seed: int, static_gap: tuple[float, float, float], d
     (folder / "config.yaml").write_text(f"seed: {seed}\n")
     rows = [{"config": "baseline full", "threshold": None, "layer_fraction": 1.0, "fid": 30.0 + seed, "class_accuracy": 0.85},
             {"config": "deediff full", "threshold": None, "layer_fraction": 1.0, "fid": 40.0, "class_accuracy": deediff_accuracy},
-            {"config": "deediff exit 0.9", "threshold": 0.9, "layer_fraction": 0.5, "fid": 45.0, "class_accuracy": 0.7},
-            {"config": f"deediff static {4 + seed % 2}/9", "threshold": None, "layer_fraction": 0.5, "fid": 50.0,
-             "class_accuracy": 0.6}]
+            {"config": "deediff exit 0.9", "threshold": 0.9, "layer_fraction": 0.5, "fid": 45.0, "class_accuracy": 0.7,
+             "flops_fraction": 0.5},
+            {"config": f"deediff static {3 + seed % 2}/9", "threshold": None, "layer_fraction": 0.4, "fid": 50.0,
+             "class_accuracy": 0.6, "flops_fraction": 0.4}]  # below the exit's compute, at another depth per seed
     gap, lo, hi = static_gap
     comps = [{"a": "deediff full", "b": "baseline full", "gap": 10.0 - seed, "ci_low": 5.0, "ci_high": 15.0},
-             {"a": "deediff exit 0.9", "b": f"deediff static {4 + seed % 2}/9", "gap": gap, "ci_low": lo, "ci_high": hi}]
+             {"a": "deediff exit 0.9", "b": f"deediff static {3 + seed % 2}/9", "gap": gap, "ci_low": lo, "ci_high": hi}]
     (folder / "eval.json").write_text(json.dumps({"rows": rows, "comparisons": comps, "feature_net": "net",
                                                   "eval_samples": 500}))
     return folder
@@ -38,7 +39,7 @@ def test_a_claim_is_called_only_when_every_seed_agrees(tmp_path: Path) -> None:
     text = seeds.main([*map(str, runs), "--out", str(tmp_path / "seeds.md")])
     assert (tmp_path / "seeds.md").read_text() == text
     assert claim_line(text, "deediff full", "vs the baseline").endswith("| 9.00 +- 0.58 | worse |")  # gaps 10, 9, 8
-    static = claim_line(text, "deediff exit 0.9", "vs static truncation")  # matched depth 4/9 or 5/9 by seed
+    static = claim_line(text, "deediff exit 0.9", "vs static truncation at less")  # 3/9 or 4/9 by seed
     assert static.endswith("| mixed |") and "-3.00 +- 1.15" in static
     assert "| baseline full | 100.0% | 30.00 | 31.00 | 32.00 | 31.00 +- 0.58 |" in text
 
@@ -48,7 +49,7 @@ def test_seeds_failing_a_gate_are_left_out_and_duplicates_refused(tmp_path: Path
             write_run(tmp_path / "s2", 2, (4.0, 1.0, 7.0), deediff_accuracy=0.2)]
     text = seeds.report(runs)
     assert "Seed 2 is left out of the claims" in text and "0.200 < 0.5" in text
-    assert claim_line(text, "deediff exit 0.9", "vs static truncation").endswith("| better |")
+    assert claim_line(text, "deediff exit 0.9", "vs static truncation at less").endswith("| better |")
     with pytest.raises(UserError, match="share seeds"):
         seeds.report([runs[0], runs[0]])
     with pytest.raises(UserError, match="not a finished"):

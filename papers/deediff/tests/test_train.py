@@ -35,23 +35,28 @@ def test_same_seed_same_weights_other_seed_differs(tmp_path: Path) -> None:
     assert not torch.equal(a["pos_embed"], c["pos_embed"])
 
 
-def test_resume_after_interruption_is_exact(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    train.main(["--config", SMOKE, "--out", str(tmp_path / "whole"), *QUICK])
+def interrupt_at(stop: int, monkeypatch: pytest.MonkeyPatch, argv: list[str]) -> None:
+    """Run train.main(argv) until it reaches step ``stop``, as if killed there, then restore the real batches."""
     real = train.batch_for_step
 
-    def crash_at_step_6(cfg: Config, step: int, *args):
-        if step == 6:
+    def crash(cfg: Config, step: int, *args):
+        if step == stop:
             raise KeyboardInterrupt("simulated interruption")
         return real(cfg, step, *args)
 
-    monkeypatch.setattr(train, "batch_for_step", crash_at_step_6)
+    monkeypatch.setattr(train, "batch_for_step", crash)
     with pytest.raises(KeyboardInterrupt):
-        train.main(["--config", SMOKE, "--out", str(tmp_path / "cut"), *QUICK])
+        train.main(argv)
+    monkeypatch.setattr(train, "batch_for_step", real)
+
+
+def test_resume_after_interruption_is_exact(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    train.main(["--config", SMOKE, "--out", str(tmp_path / "whole"), *QUICK])
+    interrupt_at(6, monkeypatch, ["--config", SMOKE, "--out", str(tmp_path / "cut"), *QUICK])
     state = load_checkpoint(sorted((tmp_path / "cut" / "checkpoints").glob("step_*.pt"))[-1])
     assert (state["stage"], state["step"]) == ("deediff", 6)  # last complete checkpoint: step 6, in fine-tuning
     assert (tmp_path / "cut" / "weights" / "baseline.pt").exists()
     assert not (tmp_path / "cut" / "weights" / "deediff.pt").exists()
-    monkeypatch.setattr(train, "batch_for_step", real)
     metrics = train.main(["--config", SMOKE, "--out", str(tmp_path / "cut"), *QUICK])
     assert metrics["steps"] == 7
     for name in ("baseline", "deediff"):
@@ -195,17 +200,7 @@ def test_fine_tuning_keeps_the_snapshot_with_the_best_validation_fid(tmp_path: P
 
 def test_validation_selection_survives_an_interruption(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     whole = train.main(["--config", SMOKE, "--out", str(tmp_path / "whole"), *VALIDATED])
-    real = train.batch_for_step
-
-    def crash_at_step_7(cfg: Config, step: int, *args):
-        if step == 7:
-            raise KeyboardInterrupt("simulated interruption")
-        return real(cfg, step, *args)
-
-    monkeypatch.setattr(train, "batch_for_step", crash_at_step_7)
-    with pytest.raises(KeyboardInterrupt):
-        train.main(["--config", SMOKE, "--out", str(tmp_path / "cut"), *VALIDATED])
-    monkeypatch.setattr(train, "batch_for_step", real)
+    interrupt_at(7, monkeypatch, ["--config", SMOKE, "--out", str(tmp_path / "cut"), *VALIDATED])
     resumed = train.main(["--config", SMOKE, "--out", str(tmp_path / "cut"), *VALIDATED])
     assert resumed["finetune_validation"] == whole["finetune_validation"]
     assert_same(weights(tmp_path / "whole", "deediff"), weights(tmp_path / "cut", "deediff"))

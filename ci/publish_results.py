@@ -3,8 +3,8 @@
     make reproduce PAPER=owl CONFIG=small          # -> build/reproduce/owl/small/
     make publish-results PAPER=owl CONFIG=small    # -> papers/owl/results/small/ (+ PUBLISHED.json)
 
-Refuses a dirty working tree and a run whose run_info.json says it ran from a dirty tree, so every published
-number names the commit that produced it. Checkpoints, TensorBoard logs and model weights stay behind.
+Refuses a dirty working tree and a run whose run_info.json says it ran from a dirty tree (in its first call or in
+any later call that resumed it), so every published number names the commits that produced it. Checkpoints, TensorBoard logs and model weights stay behind.
 """
 
 from __future__ import annotations
@@ -36,15 +36,18 @@ def publish(paper: str, config: str, source: Path | None = None) -> Path:
     if _git("status", "--porcelain", "--untracked-files=no"):
         raise SystemExit("the working tree has uncommitted changes: commit them, rerun the reproduction, then publish")
     info = json.loads(info_path.read_text())
-    if info.get("dirty") is not False:
-        raise SystemExit(f"{source} was produced from a dirty tree (or outside git): rerun it from a clean commit")
+    attempts = [info, *info.get("attempts", [])]  # a resumed or re-swept run records every call that wrote into it
+    if any(a.get("dirty") is not False for a in attempts):
+        raise SystemExit(f"{source} was produced from a dirty tree (or outside git), in its first call or a later "
+                         "one: rerun it from a clean commit")
     if not (source / "metrics.json").is_file() and not (source / "results.md").is_file():
         raise SystemExit(f"{source} has no metrics.json or results.md: the reproduction did not finish")
     dest = ROOT / "papers" / paper / "results" / config
     if dest.exists():
         shutil.rmtree(dest)
     shutil.copytree(source, dest, ignore=shutil.ignore_patterns(*LEFT_BEHIND))
-    record = {"run_commit": info.get("commit"), "published_at_commit": _git("rev-parse", "HEAD"),
+    record = {"run_commit": info.get("commit"), "run_commits": list(dict.fromkeys(a.get("commit") for a in attempts)),
+              "published_at_commit": _git("rev-parse", "HEAD"),
               "published": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "source": str(source.relative_to(ROOT))
               if source.is_relative_to(ROOT) else str(source)}
     (dest / "PUBLISHED.json").write_text(json.dumps(record, indent=2) + "\n")

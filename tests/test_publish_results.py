@@ -30,13 +30,13 @@ def publisher(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     return module, repo
 
 
-def make_run(repo: Path, dirty: bool) -> Path:
+def make_run(repo: Path, dirty: bool, attempts: list[dict] | None = None) -> Path:
     run = repo / "build" / "reproduce" / "demo" / "small"
-    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints").mkdir(parents=True, exist_ok=True)
     (run / "checkpoints" / "step_00000002.pt").write_bytes(b"x")
     (run / "progress.pkl").write_bytes(b"x")
     (run / "results.md").write_text("| a | b |\n")
-    (run / "run_info.json").write_text(json.dumps({"commit": "abc123", "dirty": dirty}))
+    (run / "run_info.json").write_text(json.dumps({"commit": "abc123", "dirty": dirty, "attempts": attempts or []}))
     return run
 
 
@@ -48,6 +48,17 @@ def test_clean_run_is_published_without_its_resume_state(publisher) -> None:
     record = json.loads((dest / "PUBLISHED.json").read_text())
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True).stdout.strip()
     assert record["run_commit"] == "abc123" and record["published_at_commit"] == head
+    assert record["run_commits"] == ["abc123"]
+
+
+def test_a_run_resumed_at_another_commit_names_both_and_a_dirty_resume_is_refused(publisher) -> None:
+    module, repo = publisher
+    make_run(repo, dirty=False, attempts=[{"commit": "def456", "dirty": False}])
+    assert json.loads((module.publish("demo", "small") / "PUBLISHED.json").read_text())["run_commits"] == [
+        "abc123", "def456"]
+    make_run(repo, dirty=False, attempts=[{"commit": "def456", "dirty": True}])
+    with pytest.raises(SystemExit, match="dirty tree"):
+        module.publish("demo", "small")
 
 
 def test_dirty_run_or_dirty_tree_is_refused(publisher) -> None:

@@ -1,8 +1,9 @@
 """The DeeDiff sweep on a trained run: ``python -m papers.deediff.evaluate --config FILE --out TRAIN_RUN_DIR``.
 
 For the baseline and the DeeDiff model at full depth, DeeDiff early exits over ``thresholds``, static truncation
-at the two depths that bracket each early exit's mean depth, and for each threshold a static per-timestep depth schedule (the
-exit run's mean depth at every sampling step, rounded, the same for all samples): FID with a bootstrap interval
+at the two depths that bracket each early exit's mean depth, for each threshold a static per-timestep depth schedule (the
+exit run's mean depth at every sampling step, rounded, the same for all samples), and the baseline sampled with fewer
+steps at about each exit's FLOPs: FID with a bootstrap interval
 (the repo's named feature network), class accuracy of the samples, fraction of layers executed, FLOPs and
 wall-clock sampling time; paired bootstrap intervals on the FID gaps the claims rest on. Writes eval.json and
 samples.npz.
@@ -10,6 +11,7 @@ samples.npz.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -66,14 +68,16 @@ def evaluate(cfg: Config, run_dir: str | Path, baseline_row: bool = True) -> dic
     flops = flop_table(models["deediff"], cfg)
     full_flops = flops.static[-1]
 
-    def measure(model_name: str, policy: ExitPolicy) -> dict[str, Any]:
-        images, labels, depth, times, seconds = generate(models[model_name], cfg, policy, cfg.eval_samples, cfg.seed + 1)
+    def measure(model_name: str, policy: ExitPolicy, sample_steps: int = cfg.sample_steps) -> dict[str, Any]:
+        run_cfg = dataclasses.replace(cfg, sample_steps=sample_steps)
+        images, labels, depth, times, seconds = generate(models[model_name], run_cfg, policy, cfg.eval_samples, cfg.seed + 1)
         per_pass = flops.early_exit(depth, n_layers) if policy.threshold is not None else np.asarray(flops.static)[depth - 1]
         row = {
             "config": policy.name, "model": model_name, "threshold": policy.threshold, "n_layers": policy.n_layers,
-            "layer_fraction": float(depth.mean() / n_layers),
+            "sample_steps": sample_steps, "layer_fraction": float(depth.mean() / n_layers),
             "gflops_per_image": float(per_pass.sum(0).mean() / 1e9),
-            "flops_fraction": float(per_pass.mean() / full_flops),
+            # FLOPs of a whole sampling run per image, against the full model over the config's sample_steps
+            "flops_fraction": float(per_pass.sum(0).mean() / (cfg.sample_steps * full_flops)),
             "sampling_seconds": seconds,
             "depth_by_step": depth.mean(1).tolist(), "t_by_step": times.tolist(),
         }
@@ -106,6 +110,10 @@ def evaluate(cfg: Config, run_dir: str | Path, baseline_row: bool = True) -> dic
     for r in tqdm(exits, desc="schedule"):  # matched compute per sampling step, not just on average
         schedule = tuple(int(d) for d in np.clip(np.rint(r["depth_by_step"]), 1, n_layers))
         rows.append(measure("deediff", ExitPolicy(f"deediff schedule {r['threshold']:g}", schedule=schedule)))
+    if baseline_row:  # the plain way to spend less compute: the baseline with fewer sampling steps
+        for k in tqdm(sorted({fewer_steps(r["flops_fraction"], cfg.sample_steps) for r in exits} - {cfg.sample_steps}),
+                      desc="fewer steps"):
+            rows.append(measure("baseline", ExitPolicy(f"baseline {cfg.sampler} {k} steps"), sample_steps=k))
     full_seconds = next(r["sampling_seconds"] for r in rows if r["config"] == "deediff full")
     for r in rows:
         r["speedup_wallclock"] = full_seconds / r["sampling_seconds"]
@@ -135,11 +143,17 @@ def static_bracket(layer_fraction: float, n_layers: int) -> tuple[int, int]:
     return max(1, math.floor(depth + 1e-9)), min(n_layers, math.ceil(depth - 1e-9))
 
 
+def fewer_steps(flops_fraction: float, sample_steps: int) -> int:
+    """The number of sampling steps at which the full baseline spends about ``flops_fraction`` of a full run."""
+    return max(1, min(sample_steps, round(flops_fraction * sample_steps)))
+
+
 def comparisons(rows: list[dict[str, Any]], n_layers: int) -> list[tuple[str, str]]:
     """The paired FID gaps the claims rest on: the DeeDiff model at full depth vs the baseline, and each early-exit
-    row vs the full DeeDiff model, vs static truncation at the depths bracketing its mean depth and vs its
-    per-step schedule."""
+    row vs the full DeeDiff model, vs static truncation at the depths bracketing its mean depth, vs its per-step
+    schedule and vs the baseline sampled with fewer steps at about the same FLOPs (same initial noise)."""
     names = {r["config"] for r in rows}
+    steps = {r["config"]: r.get("sample_steps") for r in rows}
     pairs = [("deediff full", "baseline full")]
     for r in rows:
         if r["threshold"] is None:
@@ -148,6 +162,10 @@ def comparisons(rows: list[dict[str, Any]], n_layers: int) -> list[tuple[str, st
         for k in static_bracket(r["layer_fraction"], n_layers):
             pairs.append((r["config"], "deediff full" if k >= n_layers else f"deediff static {k}/{n_layers}"))
         pairs.append((r["config"], f"deediff schedule {r['threshold']:g}"))
+        if steps[r["config"]]:
+            k = fewer_steps(r["flops_fraction"], steps[r["config"]])
+            pairs.append((r["config"], next((n for n in names if n.startswith("baseline ") and n.endswith(f" {k} steps")),
+                                            "baseline full")))
     return [p for p in dict.fromkeys(pairs) if p[0] != p[1] and set(p) <= names]
 
 

@@ -89,6 +89,9 @@ def claims_table(result: dict[str, Any], exits: bool = True) -> str:
         row, ref = rows[a], rows[b]
         if b == "deediff full":
             what, paper = "minimal FID drop vs full depth", "yes (> 40% speed-up)"
+        elif b.startswith("baseline"):
+            what, paper = (f"vs the baseline sampled with {ref.get('sample_steps', 'all')} steps "
+                           f"({ref['flops_fraction']:.0%} FLOPs)"), "(not in the paper)"
         elif "schedule" in b:
             what, paper = "vs a static per-timestep depth schedule, matched compute", "(not in the paper)"
         else:
@@ -216,14 +219,15 @@ def plot_all(result: dict[str, Any], samples: dict[str, np.ndarray], out: Path) 
     rows, paths = result["rows"], []
     if any("fid" in r for r in rows):
         fig, ax = plt.subplots(figsize=(5.5, 4))
-        for kind, marker in (("exit", "o-"), ("static", "s--"), ("schedule", "^:")):
+        for kind, marker, label in (("exit", "o-", "deediff exit"), ("static", "s--", "deediff static"),
+                                    ("schedule", "^:", "deediff schedule"), (" steps", "d-.", "baseline, fewer steps")):
             pts = sorted((r["flops_fraction"], r["fid"], r["config"]) for r in rows if kind in r["config"])
             if pts:
-                ax.plot([p[0] for p in pts], [p[1] for p in pts], marker, label=f"deediff {kind}")
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], marker, label=label)
         for r in rows:
             if r["config"].endswith("full"):
                 ax.plot(r["flops_fraction"], r["fid"], "*", ms=12, label=r["config"])
-        ax.set_xlabel("FLOPs per sample / full model")
+        ax.set_xlabel("FLOPs per sample / full model at all sampling steps")
         ax.set_ylabel(f"FID ({result['feature_net'].split(' ')[0]})")
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)

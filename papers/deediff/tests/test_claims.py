@@ -8,7 +8,7 @@ import torch
 from scipy import stats as scipy_stats
 
 from papers.deediff.config import Config
-from papers.deediff.evaluate import comparisons, static_bracket
+from papers.deediff.evaluate import comparisons, fewer_steps, static_bracket
 from papers.deediff.model import UViT
 from papers.deediff.report import claims_section, quality_gate
 from papers.deediff.stats import bootstrap_ci, fid_ci, fid_of, normal_bootstrap_ci, paired_fid_gap
@@ -125,3 +125,23 @@ def test_schedule_policy_runs_each_step_at_its_depth() -> None:
             assert depth.tolist() == [k, k]
         with pytest.raises(ValueError, match="shorter than the sampler's steps"):
             fn(x, t, y)
+
+
+def test_each_exit_is_also_compared_with_the_baseline_at_fewer_steps_and_about_its_flops() -> None:
+    rows = [{"config": "baseline full", "threshold": None, "layer_fraction": 1.0, "sample_steps": 20, "flops_fraction": 1.0},
+            {"config": "deediff full", "threshold": None, "layer_fraction": 1.0, "sample_steps": 20, "flops_fraction": 1.0},
+            {"config": "deediff exit 0.9", "threshold": 0.9, "layer_fraction": 0.5, "sample_steps": 20, "flops_fraction": 0.56},
+            {"config": "deediff exit 0.97", "threshold": 0.97, "layer_fraction": 0.99, "sample_steps": 20,
+             "flops_fraction": 0.99},
+            {"config": "baseline ddim 11 steps", "threshold": None, "layer_fraction": 1.0, "sample_steps": 11,
+             "flops_fraction": 0.55}]
+    assert fewer_steps(0.56, 20) == 11 and fewer_steps(0.99, 20) == 20 and fewer_steps(0.01, 20) == 1
+    pairs = comparisons(rows, 9)
+    assert ("deediff exit 0.9", "baseline ddim 11 steps") in pairs
+    assert ("deediff exit 0.97", "baseline full") in pairs  # about all the compute: the baseline itself
+    result = {"rows": rows, "comparisons": [{"a": a, "b": b, "gap": 1.0, "ci_low": 0.5, "ci_high": 1.5} for a, b in pairs]}
+    result["rows"][0]["class_accuracy"] = result["rows"][1]["class_accuracy"] = 0.9
+    for r in rows:
+        r["speedup_wallclock"] = 1.0
+    text, _ = claims_section(result)
+    assert "vs the baseline sampled with 11 steps (55% FLOPs) (baseline ddim 11 steps) | (not in the paper) | +1.00" in text

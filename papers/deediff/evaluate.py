@@ -153,7 +153,6 @@ def comparisons(rows: list[dict[str, Any]], n_layers: int) -> list[tuple[str, st
     row vs the full DeeDiff model, vs static truncation at the depths bracketing its mean depth, vs its per-step
     schedule and vs the baseline sampled with fewer steps at about the same FLOPs (same initial noise)."""
     names = {r["config"] for r in rows}
-    steps = {r["config"]: r.get("sample_steps") for r in rows}
     pairs = [("deediff full", "baseline full")]
     for r in rows:
         if r["threshold"] is None:
@@ -162,8 +161,8 @@ def comparisons(rows: list[dict[str, Any]], n_layers: int) -> list[tuple[str, st
         for k in static_bracket(r["layer_fraction"], n_layers):
             pairs.append((r["config"], "deediff full" if k >= n_layers else f"deediff static {k}/{n_layers}"))
         pairs.append((r["config"], f"deediff schedule {r['threshold']:g}"))
-        if steps[r["config"]]:
-            k = fewer_steps(r["flops_fraction"], steps[r["config"]])
+        if r.get("sample_steps"):
+            k = fewer_steps(r["flops_fraction"], r["sample_steps"])
             pairs.append((r["config"], next((n for n in names if n.startswith("baseline ") and n.endswith(f" {k} steps")),
                                             "baseline full")))
     return [p for p in dict.fromkeys(pairs) if p[0] != p[1] and set(p) <= names]

@@ -68,10 +68,25 @@ def quality_gate(result: dict[str, Any], min_accuracy: float = MIN_BASELINE_ACCU
     return None
 
 
+def verdict(ci_low: float, ci_high: float) -> str:
+    """What a paired FID gap's interval allows: a gap whose interval holds zero is no gap."""
+    return "worse" if ci_low > 0 else "better" if ci_high < 0 else "no gap"
+
+
 def _gap(comp: dict[str, Any]) -> str:
-    """A paired FID gap with its interval and the verdict it allows (a gap inside the interval is no gap)."""
-    verdict = "worse" if comp["ci_low"] > 0 else "better" if comp["ci_high"] < 0 else "no gap"
-    return f"{comp['gap']:+.2f} [{comp['ci_low']:+.2f}, {comp['ci_high']:+.2f}] ({verdict})"
+    """A paired FID gap with its interval and its verdict."""
+    return f"{comp['gap']:+.2f} [{comp['ci_low']:+.2f}, {comp['ci_high']:+.2f}] ({verdict(comp['ci_low'], comp['ci_high'])})"
+
+
+def comparison_kind(row: dict[str, Any], ref: dict[str, Any]) -> str:
+    """What a sweep row is compared with: "static less" / "static more" (static truncation below or above the row's
+    FLOPs), "baseline fewer steps", "schedule", or the reference's own name ("deediff full", "baseline full")."""
+    name = ref["config"]
+    if " static " in name:
+        return "static less" if ref["flops_fraction"] < row["flops_fraction"] else "static more"
+    if name.startswith("baseline ") and name.endswith(" steps"):
+        return "baseline fewer steps"
+    return "schedule" if " schedule " in name else name
 
 
 def claims_table(result: dict[str, Any], exits: bool = True) -> str:
@@ -87,15 +102,16 @@ def claims_table(result: dict[str, Any], exits: bool = True) -> str:
         if not exits or not a.startswith("deediff exit"):
             continue
         row, ref = rows[a], rows[b]
-        if b == "deediff full":
+        kind = comparison_kind(row, ref)
+        if kind == "deediff full":
             what, paper = "minimal FID drop vs full depth", "yes (> 40% speed-up)"
-        elif b.startswith("baseline"):
+        elif kind.startswith("baseline"):
             what, paper = (f"vs the baseline sampled with {ref.get('sample_steps', 'all')} steps "
                            f"({ref['flops_fraction']:.0%} FLOPs)"), "(not in the paper)"
-        elif "schedule" in b:
+        elif kind == "schedule":
             what, paper = "vs a static per-timestep depth schedule, matched compute", "(not in the paper)"
         else:
-            side = "less" if ref["flops_fraction"] < row["flops_fraction"] else "more"
+            side = kind.removeprefix("static ")
             what, paper = f"vs static truncation at {side} compute ({ref['flops_fraction']:.0%} FLOPs)", "(not in the paper)"
         lines.append(f"| {a} ({row['flops_fraction']:.0%} FLOPs, {row['speedup_wallclock']:.2f}x wall-clock): "
                      f"{what} ({b}) | {paper} | {_gap(comp)} |")

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from papers.deediff.report import quality_gate
+from papers.deediff.report import comparison_kind, quality_gate, verdict
 from shared.runs import UserError, entrypoint
 
 
@@ -37,10 +37,6 @@ def load_run(folder: Path) -> dict[str, Any]:
     return result
 
 
-def verdict(ci_low: float, ci_high: float) -> str:
-    return "worse" if ci_low > 0 else "better" if ci_high < 0 else "no gap"
-
-
 def overall(verdicts: list[str]) -> str:
     """One call for all seeds: their common verdict, else "mixed"."""
     return verdicts[0] if len(set(verdicts)) == 1 else "mixed"
@@ -53,19 +49,19 @@ def mean_se(values: list[float]) -> str:
 
 
 def claim_pairs(run: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
-    """(row, what it is compared with) -> the paired gap; static truncation keyed by the side of the exit's compute
-    it lies on and the schedule by kind, since the bracketing static depths may differ between seeds."""
-    flops = {r["config"]: r.get("flops_fraction") for r in run["rows"]}
-    pairs = {}
+    """(row, what it is compared with) -> the paired gap, keyed by ``report.comparison_kind`` since the bracketing
+    static depths may differ between seeds. Where both bracketing depths lie on one side of the row's FLOPs, the
+    one nearer to them is kept."""
+    rows = {r["config"]: r for r in run["rows"]}
+    pairs: dict[tuple[str, str], dict[str, Any]] = {}
     for comp in run.get("comparisons", []):
-        b = comp["b"]
-        if " static " in b:
-            kind = "static less" if flops[b] < flops[comp["a"]] else "static more"
-        elif b.startswith("baseline ") and b.endswith(" steps"):
-            kind = "baseline fewer steps"
-        else:
-            kind = "schedule" if " schedule " in b else b
-        pairs[(comp["a"], kind)] = comp
+        row, ref = rows[comp["a"]], rows[comp["b"]]
+        key = (comp["a"], comparison_kind(row, ref))
+        if key in pairs and key[1].startswith("static ") and (
+                abs(rows[pairs[key]["b"]]["flops_fraction"] - row["flops_fraction"])
+                <= abs(ref["flops_fraction"] - row["flops_fraction"])):
+            continue
+        pairs[key] = comp
     return pairs
 
 
